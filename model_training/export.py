@@ -1,0 +1,87 @@
+"""Write a self-describing checkpoint directory that the worker loads with nothing else."""
+
+import logging
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from model_training import __version__
+from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest, LabelDef, Thresholds
+from worker.checkpoint import sha256_file
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, when it is a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def write_checkpoint(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    output_dir: Path,
+    *,
+    name: str,
+    version: str,
+    label_names: list[str],
+    max_length: int,
+    base_model: str,
+    thresholds: Thresholds | None = None,
+    metrics: dict[str, dict[str, float]] | None = None,
+    training_args: dict[str, Any] | None = None,
+    data_fingerprint: str | None = None,
+    extra_label_fields: list[dict[str, Any]] | None = None,
+) -> CheckpointManifest:
+    """Save weights (safetensors), tokenizer and ``eurovoc.json``; return the manifest written."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.config.id2label = dict(enumerate(label_names))
+    model.config.label2id = {label: index for index, label in enumerate(label_names)}
+    model.config.problem_type = "multi_label_classification"
+    model.save_pretrained(output_dir, safe_serialization=True)
+    tokenizer.save_pretrained(output_dir)
+    weights = output_dir / WEIGHTS_FILE
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    extra = extra_label_fields or [{} for _ in label_names]
+    manifest = CheckpointManifest(
+        name=name,
+        version=version,
+        labels=[
+            LabelDef(id=index, name=label, **fields)
+            for index, (label, fields) in enumerate(zip(label_names, extra, strict=True))
+        ],
+        thresholds=thresholds or Thresholds(),
+        max_length=max_length,
+        base_model=base_model,
+        weights_file=WEIGHTS_FILE,
+        weights_sha256=sha256_file(weights),
+        dtype=dtype,
+        data_fingerprint=data_fingerprint,
+        metrics=metrics or {},
+        training_args=training_args or {},
+        package_version=__version__,
+        git_commit=git_commit(),
+        created_at=datetime.now(UTC),
+    )
+    (output_dir / MANIFEST_FILENAME).write_text(
+        manifest.model_dump_json(indent=2, by_alias=True), encoding="utf-8"
+    )
+    logger.info("wrote checkpoint %s (%s %s)", output_dir, name, version)
+    return manifest
