@@ -1,0 +1,205 @@
+"""Run ``eurovoc-worker run`` as a subprocess against the real broker, and watch what it does."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from tests.kafka_fixtures import CONSUMER_TIMEOUTS, free_ports
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Short timeouts so that a dead member is noticed fast on a busy 2-core machine.
+FAST_GROUP = [
+    "--session-timeout-ms", "6000",
+    "--heartbeat-interval-ms", "1000",
+    "--commit-interval-ms", "200",
+    "--lag-interval-s", "0.5",
+    "--torch-threads", "1",
+    "--no-warmup",
+    "--max-wait-ms", "5",
+]
+
+
+def document(doc_id: str, words: int = 20) -> bytes:
+    text = " ".join(["the council regulation on fish and milk trade"] * max(1, words // 8))
+    return orjson.dumps({"id": doc_id, "text": text, "metadata": {"n": doc_id}})
+
+
+def documents(count: int, prefix: str = "doc") -> list[tuple[bytes, bytes]]:
+    return [(f"{prefix}-{i}".encode(), document(f"{prefix}-{i}", 8 + (i * 7) % 120))
+            for i in range(count)]
+
+
+class WorkerProcess:
+    """One worker subprocess; stderr (JSON logs) is collected on a thread."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        topic: str,
+        group: str,
+        model: Path,
+        extra: Iterable[str] = (),
+        module: str = "worker.cli",
+        env: dict[str, str] | None = None,
+        name: str = "worker",
+    ) -> None:
+        [self.port] = free_ports(1)
+        self.topic = topic
+        self.args = [
+            sys.executable, "-m", module, "run",
+            "--bootstrap-servers", bootstrap,
+            "--input-topic", topic,
+            "--output-topic", f"{topic}-out",
+            "--dlq-topic", f"{topic}-dlq",
+            "--group-id", group,
+            "--model", str(model),
+            "--metrics-host", "127.0.0.1",
+            "--metrics-port", str(self.port),
+            "--worker-id", name,
+            *FAST_GROUP,
+            *extra,
+        ]
+        self.env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1",
+                    **(env or {})}
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> WorkerProcess:
+        self.proc = subprocess.Popen(
+            self.args, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def events(self, name: str | None = None) -> list[dict]:
+        out = []
+        for line in list(self.lines):
+            if not line.startswith("{"):
+                continue
+            try:
+                entry = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if name is None or entry.get("event") == name:
+                out.append(entry)
+        return out
+
+    def log_text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_event(self, name: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            found = self.events(name)
+            if found:
+                return found[0]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {name!r} event within {timeout_s}s; log:\n{self.log_text()[-5000:]}")
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
+                return reply.status, reply.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout_s: float) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker did not exit within {timeout_s}s; log:\n"
+                                 f"{self.log_text()[-5000:]}") from None
+        if self._reader is not None:
+            self._reader.join(5)
+        return code
+
+    def stop(self, timeout_s: float = 40) -> int:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        return self.wait(timeout_s)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class TopicReader:
+    """Reads a topic from the beginning, incrementally (no group)."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                      **CONSUMER_TIMEOUTS)
+        partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_beginning(*partitions)
+        self.records: list = []
+
+    def poll(self, timeout_ms: int = 200) -> int:
+        for batch in self.consumer.poll(timeout_ms=timeout_ms).values():
+            self.records.extend(batch)
+        return len(self.records)
+
+    def wait_for(self, count: int, timeout_s: float,
+                 also: Callable[[], None] | None = None) -> list:
+        deadline = time.monotonic() + timeout_s
+        while self.poll() < count:
+            if also is not None:
+                also()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.records)} of {count} records after {timeout_s}s")
+        return self.records
+
+    def ids(self) -> collections.Counter:
+        return collections.Counter(orjson.loads(record.value)["id"] for record in self.records)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str,
+               interval_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def metric_values(text: str, name: str) -> dict[str, float]:
+    """``{label-string: value}`` of one metric family in Prometheus text format."""
+    values = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            key, _, value = line.rpartition(" ")
+            values[key[len(name):]] = float(value)
+    return values

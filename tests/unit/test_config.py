@@ -1,0 +1,143 @@
+"""Worker settings: sources, validation, the run command line, the Kafka client options."""
+
+import json
+
+import pytest
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+from pydantic import ValidationError
+
+from worker import cli
+from worker.config import ConfigFileError, WorkerSettings, load_settings
+from worker.kafka_clients import consumer_config, producer_config
+
+REQUIRED = {
+    "bootstrap_servers": "127.0.0.1:9092",
+    "input_topic": "docs",
+    "output_topic": "labels",
+    "dlq_topic": "docs-dlq",
+    "group_id": "workers",
+    "model": "/models/m",
+}
+REQUIRED_FLAGS = [
+    "--bootstrap-servers", "127.0.0.1:9092", "--input-topic", "docs", "--output-topic",
+    "labels", "--dlq-topic", "docs-dlq", "--group-id", "workers", "--model", "/models/m",
+]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("EUROVOC_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults():
+    settings = load_settings(**REQUIRED)
+    assert settings.assignment_strategy == "cooperative-sticky"
+    assert settings.max_message_bytes == 1024 * 1024
+    assert (settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window) == (
+        100, 0.5, 1000)
+    assert settings.worker_id
+    assert settings.engine_settings().model == settings.model
+
+
+def test_environment_and_file(tmp_path, monkeypatch):
+    config = tmp_path / "worker.json"
+    config.write_text(json.dumps({**REQUIRED, "max_in_flight": 64, "linger_ms": 9}))
+    monkeypatch.setenv("EUROVOC_MAX_IN_FLIGHT", "32")
+    settings = load_settings(config_file=config)
+    assert settings.max_in_flight == 32  # the environment beats the file
+    assert settings.linger_ms == 9
+    toml = tmp_path / "worker.toml"
+    toml.write_text("\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items()) + "\nlinger_ms = 7\n")
+    assert load_settings(config_file=toml).linger_ms == 7
+
+
+def test_missing_or_unknown_config_file(tmp_path):
+    with pytest.raises(ConfigFileError):
+        load_settings(config_file=tmp_path / "nope.json")
+    bad = tmp_path / "worker.yaml"
+    bad.write_text("a: 1")
+    with pytest.raises(ConfigFileError):
+        load_settings(config_file=bad)
+    typo = tmp_path / "typo.json"
+    typo.write_text(json.dumps({**REQUIRED, "max_inflight": 3}))
+    with pytest.raises(ValidationError, match="max_inflight"):
+        load_settings(config_file=typo)
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"max_in_flight": 1000}, "max_queued_documents"),
+        ({"heartbeat_interval_ms": 50_000}, "heartbeat_interval_ms"),
+        ({"output_topic": "docs"}, "output_topic"),
+        ({"security_protocol": "SASL_SSL"}, "sasl_mechanism"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "sasl_password"),
+        ({"compression_type": "zstd"}, "compression_type"),
+        ({"group_instance_id": "bad id!"}, "group_instance_id"),
+        ({"dlq_max_ratio": 0}, "dlq_max_ratio"),
+    ],
+)
+def test_invalid_settings_name_the_setting(override, named):
+    from kafka import codec
+
+    if named == "compression_type" and codec.has_zstd():
+        pytest.skip("zstd is installed here")
+    with pytest.raises(ValidationError, match=named):
+        load_settings(**{**REQUIRED, **override})
+
+
+def test_secrets_are_masked():
+    settings = load_settings(**REQUIRED, security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
+                             sasl_username="u", sasl_password="hunter2")
+    assert "hunter2" not in json.dumps(settings.redacted())
+    assert "hunter2" not in repr(settings)
+    config = consumer_config(settings)
+    assert config["sasl_plain_password"] == "hunter2"
+    assert config["security_protocol"] == "SASL_SSL"
+
+
+def test_kafka_client_options():
+    settings = load_settings(**REQUIRED, group_instance_id="worker-0")
+    consumer = consumer_config(settings)
+    assert consumer["enable_auto_commit"] is False
+    [assignor] = consumer["partition_assignment_strategy"]
+    assert isinstance(assignor, CooperativeStickyAssignor)
+    assert consumer["group_instance_id"] == "worker-0"
+    assert consumer["bootstrap_servers"] == ["127.0.0.1:9092"]
+    producer = producer_config(settings)
+    assert producer["acks"] == "all" and producer["enable_idempotence"] is True
+    assert producer["compression_type"] == "gzip"
+    assert producer["max_request_size"] > settings.dlq_max_value_bytes
+
+
+def test_run_help_documents_every_setting(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for name in WorkerSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in text, name
+    assert "--config" in text
+
+
+def test_run_flags_beat_the_environment(monkeypatch):
+    seen = {}
+    monkeypatch.setenv("EUROVOC_MAX_IN_FLIGHT", "40")
+    monkeypatch.setenv("EUROVOC_LINGER_MS", "11")
+    monkeypatch.setattr("worker.app.run_worker", lambda settings: seen.setdefault("s", settings)
+                        and 0)
+    assert cli.main(["run", *REQUIRED_FLAGS, "--max-in-flight", "20", "--no-warmup"]) == 0
+    settings = seen["s"]
+    assert (settings.max_in_flight, settings.linger_ms, settings.warmup) == (20, 11, False)
+
+
+def test_run_with_invalid_configuration_exits_2_naming_the_setting(capsys):
+    assert cli.main(["run", *REQUIRED_FLAGS, "--max-in-flight", "-3"]) == 2
+    assert "max_in_flight" in capsys.readouterr().err
+    assert cli.main(["run", "--bootstrap-servers", "x:1"]) == 2
+    assert "group_id" in capsys.readouterr().err

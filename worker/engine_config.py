@@ -1,0 +1,141 @@
+"""Settings of the inference engine (model, device, batching, long documents).
+
+``EngineSettings`` is a plain frozen pydantic model so that it can be built directly in tests and
+by ``eurovoc-worker classify``; the Kafka worker's pydantic-settings ``WorkerSettings`` inherits
+these fields, which makes each one a CLI flag and an ``EUROVOC_*`` environment variable.
+
+Relations that need the checkpoint (``max_length=None`` means "the manifest's") are checked again
+by :meth:`EngineSettings.resolve_max_length` once the manifest is known.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PAD_MULTIPLE = 8
+
+
+def round_up(value: int, multiple: int = PAD_MULTIPLE) -> int:
+    """``value`` rounded up to a multiple of ``multiple`` (the padded length of a sequence)."""
+    return -(-value // multiple) * multiple
+
+
+class EngineSettings(BaseModel):
+    """How the worker loads the model and batches documents through it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: Path = Field(description="Checkpoint directory (eurovoc.json, safetensors, tokenizer).")
+    device: str = Field(
+        default="auto",
+        min_length=1,
+        description='Torch device: "auto" (cuda when available, else cpu), "cpu", "cuda", '
+        '"cuda:1".',
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description='Compute dtype; "auto" is bfloat16 on CUDA and float32 on CPU.'
+    )
+    max_batch_tokens: int = Field(
+        default=16384,
+        ge=PAD_MULTIPLE,
+        description="Padded-token budget of one model batch (longest sequence x sequences).",
+    )
+    max_batch_size: int = Field(default=64, ge=1, description="Most sequences in one model batch.")
+    max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        description="Longest a sequence waits for a fuller batch, counted from its arrival.",
+    )
+    max_length: int | None = Field(
+        default=None,
+        ge=PAD_MULTIPLE,
+        description="Tokens per sequence (special tokens included); default: the checkpoint's.",
+    )
+    long_documents: Literal["truncate", "chunk"] = Field(
+        default="truncate",
+        description='Documents longer than max_length: "truncate" reads the first window only, '
+        '"chunk" scores up to max_chunks overlapping windows and aggregates them.',
+    )
+    chunk_stride: int = Field(
+        default=64, ge=0, description="Tokens shared by consecutive windows in chunk mode."
+    )
+    max_chunks: int = Field(default=8, ge=1, description="Most windows per document in chunk mode.")
+    chunk_aggregation: Literal["max", "mean"] = Field(
+        default="max", description="How window probabilities combine into the document's."
+    )
+    max_chars_per_token: int = Field(
+        default=12,
+        ge=1,
+        description="Raw text is cut to max_length x windows x this many characters before "
+        "tokenizing, so a huge document cannot stall the tokenizer.",
+    )
+    max_queued_documents: int = Field(
+        default=256,
+        ge=1,
+        description="Documents the engine holds (queued, batched, scored but not collected) "
+        "before the consumer should pause.",
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch.set_num_threads for CPU inference; default: torch's."
+    )
+    warmup: bool = Field(
+        default=True, description="Run the model over the padded shapes once at start-up."
+    )
+
+    @model_validator(mode="after")
+    def _check_relations(self) -> "EngineSettings":
+        if self.max_length is not None:
+            self.check_max_length(self.max_length)
+        return self
+
+    def check_max_length(self, max_length: int) -> None:
+        """Raise ``ValueError`` when ``max_length`` does not fit the batching settings."""
+        padded = round_up(max_length)
+        if self.max_batch_tokens < padded:
+            raise ValueError(
+                f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
+                f"max_length={max_length} (padded to {padded})"
+            )
+        if self.long_documents == "chunk" and self.chunk_stride >= max_length - 2:
+            raise ValueError(
+                f"chunk_stride={self.chunk_stride} must be smaller than max_length={max_length} "
+                "minus the special tokens"
+            )
+
+    def resolve_max_length(self, manifest_max_length: int) -> int:
+        """The sequence length in effect: the setting, else the checkpoint's; validated."""
+        max_length = self.max_length if self.max_length is not None else manifest_max_length
+        self.check_max_length(max_length)
+        return max_length
+
+    @property
+    def max_wait_s(self) -> float:
+        return self.max_wait_ms / 1000.0
+
+    @property
+    def windows_per_document(self) -> int:
+        return self.max_chunks if self.long_documents == "chunk" else 1
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → cuda when available, else cpu; anything else is parsed by torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available")
+    return resolved
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    if dtype != "auto":
+        return _DTYPES[dtype]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
