@@ -29,10 +29,17 @@ class DeadLetterHeaders(BaseModel):
     source_offset: int = Field(alias="source.offset", ge=0)
     worker_id: str = Field(alias="worker.id")
     failed_at: datetime = Field(alias="failed_at")
+    error_truncated_from: int | None = Field(
+        default=None,
+        alias="error.truncated_from",
+        ge=0,
+        description="Original value size when the value had to be cut to fit the dead-letter "
+        "topic; absent when the value is the original, unchanged.",
+    )
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
-        """Headers as kafka-python expects them: ``[(name, utf-8 bytes), ...]``."""
-        dumped = self.model_dump(mode="json", by_alias=True)
+        """Headers as kafka-python expects them: ``[(name, utf-8 bytes), ...]``; unset ones left out."""
+        dumped = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         return [(name, str(value).encode("utf-8")) for name, value in dumped.items()]
 
     @classmethod
@@ -40,4 +47,7 @@ class DeadLetterHeaders(BaseModel):
         return cls.model_validate({name: value.decode("utf-8") for name, value in headers})
 
 
-DEAD_LETTER_HEADERS = tuple(field.alias for field in DeadLetterHeaders.model_fields.values())
+# The headers every dead letter carries (optional ones, such as error.truncated_from, excluded).
+DEAD_LETTER_HEADERS = tuple(
+    field.alias for field in DeadLetterHeaders.model_fields.values() if field.is_required()
+)

@@ -107,6 +107,17 @@ def test_dead_letter_headers_round_trip():
     assert DeadLetterHeaders.from_kafka_headers(kafka_headers) == headers
 
 
+def test_dead_letter_truncation_header_only_when_cut():
+    headers = DeadLetterHeaders(
+        error_type=ErrorType.TOO_LARGE, error_message="2000000 bytes", source_topic="docs",
+        source_partition=0, source_offset=1, worker_id="w", failed_at=datetime.now(UTC),
+        error_truncated_from=2_000_000,
+    )
+    kafka_headers = dict(headers.to_kafka_headers())
+    assert kafka_headers["error.truncated_from"] == b"2000000"
+    assert DeadLetterHeaders.from_kafka_headers(list(kafka_headers.items())) == headers
+
+
 def _manifest(**overrides) -> dict:
     base = {
         "name": "m",
