@@ -26,8 +26,12 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+PAD_MULTIPLE = 8
+"""Batches are padded to a multiple of this many tokens (tensor-core friendly shapes)."""
 
-def padded_length(length: int, multiple: int = 8) -> int:
+
+def padded_length(length: int, multiple: int = PAD_MULTIPLE) -> int:
+    """``length`` rounded up to a multiple of ``multiple`` (at least one multiple)."""
     return max(multiple, -(-length // multiple) * multiple)
 
 
@@ -57,7 +61,7 @@ class TokenBudgetBatcher(Generic[T]):
         max_batch_size: int,
         max_wait_s: float,
         clock: Callable[[], float],
-        pad_multiple: int = 8,
+        pad_multiple: int = PAD_MULTIPLE,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")

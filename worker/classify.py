@@ -13,8 +13,11 @@ renamed into place at the end, so a failed run leaves no half-written output.
 
 Bad lines (not JSON, not an object, schema violations) and documents the model could not score
 are logged with their line number and skipped; the run continues. The exit status is then 1, or
-0 with ``--skip-invalid``. Exit status 2: bad arguments or checkpoint; 3: the engine failed.
+0 with ``--skip-invalid``. Exit status 2: bad arguments, checkpoint or an unreadable input file;
+3: the engine failed.
 """
+
+from __future__ import annotations
 
 import argparse
 import gzip
@@ -22,63 +25,65 @@ import logging
 import os
 import sys
 import time
-import types
-import typing
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
-import orjson
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from schemas.codec import encode_message
-from schemas.document import InputDocument
-from worker.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult
+from worker.config import add_settings_flags, flag_values
+from worker.decoding import describe_validation_error
+from worker.document_files import (
+    STDIN,
+    DocumentFileError,
+    DocumentLineError,
+    document_lines,
+    parse_document_line,
+    source_name,
+)
 from worker.engine_config import EngineSettings
+from worker.logging_setup import setup_logging
+
+if TYPE_CHECKING:  # the engine (torch, transformers) is imported when a run starts
+    from worker.engine import InferenceEngine, WorkItem, WorkResult
 
 logger = logging.getLogger("worker.classify")
 
 EXIT_OK, EXIT_SKIPPED, EXIT_CONFIG, EXIT_ENGINE = 0, 1, 2, 3
 
-
-class InvalidLine(ValueError):
-    def __init__(self, line_number: int, reason: str) -> None:
-        super().__init__(f"line {line_number}: {reason}")
-        self.line_number = line_number
-        self.reason = reason
+_FLAGS_SOURCE = "_engine_flags"  # where add_engine_arguments leaves its source in the namespace
 
 
 # -- arguments ---------------------------------------------------------------------------
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+class EngineFlags(EngineSettings, BaseSettings):
+    """``EngineSettings`` read from command-line flags only (no environment, no file)."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_environment_and_files: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the CLI source is put in front by pydantic-settings
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``EngineSettings`` field, typed, with the field's description as help."""
-    group = parser.add_argument_group("engine")
-    for name, field in EngineSettings.model_fields.items():
-        annotation = field.annotation
-        kwargs: dict[str, Any] = {"help": field.description, "dest": name}
-        if field.is_required():
-            kwargs["required"] = True
-        else:
-            kwargs["default"] = None  # unset flags keep the model's defaults
-            kwargs["help"] = f"{field.description} (default: {field.default})"
-        args = typing.get_args(annotation)
-        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-            annotation = next(arg for arg in args if arg is not type(None))
-            args = typing.get_args(annotation)
-        if annotation is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(annotation) is typing.Literal:
-            kwargs["choices"] = list(args)
-        else:
-            kwargs["type"] = annotation
-            kwargs["metavar"] = "DIR" if annotation is Path else name.upper()
-        group.add_argument(_flag(name), **kwargs)
+    """One flag per ``EngineSettings`` field (as ``eurovoc-worker run`` has them); read the
+    parsed flags with :func:`settings_from_args`."""
+    parser.set_defaults(**{_FLAGS_SOURCE: add_settings_flags(parser, EngineFlags)})
+
+
+def settings_from_args(args: argparse.Namespace) -> EngineSettings:
+    """The engine settings of a namespace parsed by a parser with ``add_engine_arguments``."""
+    return EngineFlags(_cli_settings_source=flag_values(getattr(args, _FLAGS_SOURCE), args))
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -119,33 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
 
-def settings_from_args(args: argparse.Namespace) -> EngineSettings:
-    values = {
-        name: getattr(args, name)
-        for name in EngineSettings.model_fields
-        if getattr(args, name, None) is not None
-    }
-    return EngineSettings(**values)
-
-
-# -- input and output --------------------------------------------------------------------
-
-
-@contextmanager
-def _open_input(path: str) -> Iterator[IO[bytes]]:
-    if path == "-":
-        yield sys.stdin.buffer
-    elif path.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            yield handle
-    else:
-        with open(path, "rb") as handle:
-            yield handle
+# -- output ------------------------------------------------------------------------------
 
 
 @contextmanager
 def _open_output(path: str) -> Iterator[IO[bytes]]:
-    if path == "-":
+    if path == STDIN:
         yield sys.stdout.buffer
         sys.stdout.flush()
         return
@@ -163,28 +147,6 @@ def _open_output(path: str) -> Iterator[IO[bytes]]:
     handle.close()
     raw.close()
     os.replace(temporary, final)
-
-
-def parse_line(line: bytes, line_number: int) -> InputDocument | None:
-    """The document on one input line; None for a blank line; raises ``InvalidLine``."""
-    if not line.strip():
-        return None
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidLine(line_number, f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise InvalidLine(line_number, f"expected a JSON object, got {type(record).__name__}")
-    if "id" not in record and "celex_id" in record:
-        record["id"] = record["celex_id"]
-    try:
-        return InputDocument.model_validate(record)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'document'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise InvalidLine(line_number, f"invalid document: {problems}") from exc
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -237,32 +199,36 @@ def classify_file(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, int | float]:
-    """Label every document of ``input_path`` into ``output_path`` with a started engine."""
+    """Label every document of ``input_path`` into ``output_path`` with a started engine.
+
+    Bad lines are logged and skipped; an unreadable input raises ``DocumentFileError`` (and
+    leaves no output file).
+    """
     from tqdm import tqdm
 
+    from worker.engine import work_item
+
     capacity = engine.settings.max_queued_documents
+    source = source_name(input_path)
     invalid = 0
     started = time.perf_counter()
     with (
-        _open_input(input_path) as source,
         _open_output(output_path) as out,
         tqdm(unit="doc", disable=True if not progress else None, file=sys.stderr) as bar,
     ):
         ordered = _Ordered(out, bar)
-        for line_number, line in enumerate(source, start=1):
+        for line_number, line in document_lines(input_path):
             if limit is not None and ordered.submitted >= limit:
                 break
             try:
-                document = parse_line(line, line_number)
-            except InvalidLine as exc:
+                document = parse_document_line(line, source, line_number)
+            except DocumentLineError as exc:
                 invalid += 1
-                logger.error("%s (skipped)", exc)
-                continue
-            if document is None:
+                logger.error("line %d: %s (skipped)", exc.line_number, exc.reason)
                 continue
             while engine.pending() >= capacity:
                 ordered.collect(engine.poll_results(timeout=0.5))
-            item = WorkItem(document=document, source=None, received_at=time.monotonic())
+            item = work_item(document)
             ordered.add(item, line_number)
             engine.submit([item])
         while ordered.waiting:
@@ -278,27 +244,22 @@ def classify_file(
     }
 
 
-def _configure_logging() -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-
-
 def run_classify(args: argparse.Namespace) -> int:
     """The ``classify`` subcommand; returns the exit status."""
-    _configure_logging()
+    if not logging.getLogger().handlers:  # leave an embedding program's logging alone
+        setup_logging("INFO", "text")
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
-        logger.error("invalid settings: %s", exc)
+        logger.error("invalid configuration: %s", describe_validation_error(exc, whole="settings"))
         return EXIT_CONFIG
-    if args.input != "-" and not Path(args.input).is_file():
+    if args.input != STDIN and not Path(args.input).is_file():
         logger.error("input %s does not exist", args.input)
         return EXIT_CONFIG
     try:
         from transformers.utils import logging as hf_logging
+
+        from worker.engine import EngineFailed, InferenceEngine
 
         hf_logging.disable_progress_bar()
         load_started = time.perf_counter()
@@ -320,6 +281,9 @@ def run_classify(args: argparse.Namespace) -> int:
         summary = classify_file(
             engine, args.input, args.output, limit=args.limit, progress=not args.no_progress
         )
+    except DocumentFileError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
     except EngineFailed as exc:
         logger.error("%s", exc)
         return EXIT_ENGINE

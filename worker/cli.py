@@ -17,7 +17,14 @@ from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
 from worker import __version__, classify, demo_io
-from worker.config import ConfigFileError, WorkerSettings, load_settings
+from worker.config import (
+    ConfigFileError,
+    WorkerSettings,
+    add_settings_flags,
+    flag_values,
+    load_settings,
+)
+from worker.decoding import describe_validation_error
 
 EXIT_CONFIG = 2
 
@@ -35,14 +42,6 @@ def _config_error(message: str) -> int:
     return EXIT_CONFIG
 
 
-def _format_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
-        parts.append(f"{name}: {error['msg']}")
-    return "; ".join(parts)
-
-
 def add_run_parser(subparsers: argparse._SubParsersAction) -> CliSettingsSource:
     parser = subparsers.add_parser(
         "run",
@@ -56,32 +55,24 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> CliSettingsSource:
         default=None,
         help="JSON or TOML file of settings (default: $EUROVOC_CONFIG).",
     )
-    source = CliSettingsSource(
-        WorkerSettings,
-        root_parser=parser,
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        cli_hide_none_type=True,
-        cli_avoid_json=True,
-    )
+    source = add_settings_flags(parser, WorkerSettings)
     parser.set_defaults(func=lambda args: run_command(args, source))
     return source
 
 
 def run_command(args: argparse.Namespace, source: CliSettingsSource) -> int:
+    try:
+        settings = load_settings(
+            config_file=args.config, _cli_settings_source=flag_values(source, args)
+        )
+    except ValidationError as exc:
+        return _config_error(describe_validation_error(exc, whole="settings"))
+    except (ConfigFileError, SettingsError, ValueError) as exc:
+        return _config_error(str(exc))
+    # The worker (torch, transformers) is imported only once the settings are known to be valid.
     from worker.app import run_worker
     from worker.checkpoint import CheckpointError
 
-    namespace = {key: value for key, value in vars(args).items()
-                 if key not in ("command", "func", "config")}
-    try:
-        settings = load_settings(
-            config_file=args.config, _cli_settings_source=source(parsed_args=namespace)
-        )
-    except ValidationError as exc:
-        return _config_error(_format_validation_error(exc))
-    except (ConfigFileError, SettingsError, ValueError) as exc:
-        return _config_error(str(exc))
     try:
         return run_worker(settings)
     except CheckpointError as exc:

@@ -6,6 +6,7 @@ JSON or TOML file (``--config FILE`` or ``EUROVOC_CONFIG``), then the defaults b
 validated once at start-up; an invalid value stops the worker with a message naming the setting.
 """
 
+import argparse
 import os
 import socket
 from contextvars import ContextVar
@@ -15,6 +16,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
+    CliSettingsSource,
     JsonConfigSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
@@ -325,3 +327,29 @@ def load_settings(config_file: Path | str | None = None, **kwargs: Any) -> Worke
         return WorkerSettings(**kwargs)
     finally:
         _config_file.reset(token)
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, settings_cls: type[BaseSettings]):
+    """One flag per field of ``settings_cls`` on ``parser``: ``--kebab-case``, ``--x/--no-x`` for
+    booleans, choices for literals, the field's description and default as help.
+
+    Returns the ``CliSettingsSource`` that :func:`flag_values` turns parsed flags into.
+    """
+    return CliSettingsSource(
+        settings_cls,
+        root_parser=parser,
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+    )
+
+
+def flag_values(source: CliSettingsSource, args: argparse.Namespace) -> CliSettingsSource:
+    """``source`` loaded with the flags given in ``args`` (other arguments of ``args`` ignored);
+    pass it to the settings class as ``_cli_settings_source``."""
+    fields = source.settings_cls.model_fields
+    return source(parsed_args={name: value for name, value in vars(args).items() if name in fields})

@@ -38,6 +38,7 @@ from worker.dead_letters import DlqPolicy, build_dead_letter
 from worker.decoding import Rejection, decode_value
 from worker.engine import WorkItem, WorkResult
 from worker.health import HealthState
+from worker.kafka_clients import is_cooperative
 from worker.metrics import WorkerMetrics
 from worker.offsets import OffsetTracker
 from worker.rebalance import QueueingRebalanceListener, RebalanceEvent, RebalanceKind
@@ -67,11 +68,39 @@ class FatalError(RuntimeError):
     """The worker cannot go on; committed work stays committed, the rest is re-read."""
 
 
+class DeliveryRetries:
+    """The delivery retry policy, declared with tenacity: bounded attempts, exponential backoff.
+
+    Applied without blocking the loop thread: a record whose delivery failed gets its own
+    ``RetryCallState`` and is re-sent by the loop once the delay has passed (``poll()`` goes on
+    meanwhile); while it is unacknowledged its partition's watermark, and so its commits, stop.
+    """
+
+    def __init__(self, retries: int) -> None:
+        self.retries = retries
+        self._policy = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(retries + 1),
+            wait=tenacity.wait_exponential(multiplier=0.5, max=10.0),
+        )
+
+    def failed(self, state: tenacity.RetryCallState | None, exc: BaseException
+               ) -> tuple[tenacity.RetryCallState, float | None]:
+        """Record a failed attempt: ``(state, seconds until the next attempt or None: give up)``."""
+        if state is None:
+            state = tenacity.RetryCallState(self._policy, None, (), {})
+        else:
+            state.prepare_for_next_attempt()
+        state.set_exception((type(exc), exc, exc.__traceback__))
+        if self._policy.stop(state):
+            return state, None
+        return state, self._policy.wait(state)
+
+
 class _Pending:
     """One consumed record until the broker acknowledged its output or dead letter."""
 
     __slots__ = ("tp", "offset", "key", "value", "received_at", "item", "topic", "out_key",
-                 "out_value", "headers", "reason", "attempts", "retry_at")
+                 "out_value", "headers", "reason", "delivery", "retry_at")
 
     def __init__(self, tp, offset, key, value, received_at, item=None):
         self.tp: TopicPartition = tp
@@ -85,7 +114,7 @@ class _Pending:
         self.out_value: bytes | None = None
         self.headers: list[tuple[str, bytes]] | None = None
         self.reason: str | None = None  # dead-letter reason; None for an output
-        self.attempts = 0
+        self.delivery: tenacity.RetryCallState | None = None  # set once a delivery failed
         self.retry_at = 0.0
 
 
@@ -109,7 +138,8 @@ class ConsumerLoop:
         self._listener = listener
         self._health = health or HealthState(s.health_stall_s)
         self._clock = clock
-        self._cooperative = s.assignment_strategy == "cooperative-sticky"
+        self._cooperative = is_cooperative(s)
+        self._delivery_retries = DeliveryRetries(s.delivery_retries)
         self._tracker = OffsetTracker()
         self._pending: dict[tuple[TopicPartition, int], _Pending] = {}
         self._retry: list[_Pending] = []
@@ -334,17 +364,18 @@ class ConsumerLoop:
                 else:
                     self._metrics.dead_lettered.labels(entry.reason).inc()
                 continue
-            if entry.attempts >= self.settings.delivery_retries:
+            entry.delivery, delay = self._delivery_retries.failed(entry.delivery, exc)
+            attempts = entry.delivery.attempt_number
+            if delay is None:
                 raise FatalError(
-                    f"delivery to topic {entry.topic} failed {entry.attempts + 1} times "
+                    f"delivery to topic {entry.topic} failed {attempts} times "
                     f"(source {entry.tp.topic}/{entry.tp.partition}@{entry.offset}): {exc!r}"
                 )
-            entry.attempts += 1
-            entry.retry_at = now + min(0.5 * 2 ** (entry.attempts - 1), 10.0)
+            entry.retry_at = now + delay
             self._retry.append(entry)
             logger.warning(
-                "delivery to %s failed (%r); retry %d of %d", entry.topic, exc, entry.attempts,
-                self.settings.delivery_retries, extra={"event": "delivery_retry"},
+                "delivery to %s failed (%r); retry %d of %d in %.1fs", entry.topic, exc, attempts,
+                self._delivery_retries.retries, delay, extra={"event": "delivery_retry"},
             )
         if produced:
             self._metrics.produced.inc(produced)
@@ -367,7 +398,10 @@ class ConsumerLoop:
             return True
         request = {tp: OffsetAndMetadata(offset, self._commit_metadata, -1)
                    for tp, offset in offsets.items()}
-        timeout_ms = int(self.settings.commit_timeout_s * 1000)
+        timeout_s = self.settings.commit_timeout_s
+        if self._draining and not final:  # a periodic commit never blocks past the drain deadline
+            timeout_s = max(0.1, min(timeout_s, self._drain_deadline - self._clock()))
+        timeout_ms = int(timeout_s * 1000)
         try:
             if final:
                 # Revoke and shutdown: bounded (exit within drain_timeout_s + 5 s), a few retries.
@@ -430,6 +464,8 @@ class ConsumerLoop:
             return
         started = self._clock()
         deadline = started + self.settings.revoke_deadline_s
+        if self._draining:  # a stopping worker exits within drain_timeout_s, revoke or not
+            deadline = min(deadline, self._drain_deadline)
         finished = self._finish(partitions, deadline)
         committed = self._commit(partitions, final=True)
         left = [entry for entry in self._pending.values() if entry.tp in partitions]
@@ -527,10 +563,13 @@ class ConsumerLoop:
                 pass
         if now >= self._next_lag:
             self._next_lag = now + self.settings.lag_interval_s
-            self.update_lag()
+            self.update_lag(lookup_positions=not self._draining)
 
-    def update_lag(self) -> None:
-        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition."""
+    def update_lag(self, lookup_positions: bool = True) -> None:
+        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition.
+
+        ``lookup_positions=False``: no broker round trip (on the way out, where time is bounded).
+        """
         gauge = self._metrics.consumer_lag
         for tp in self._assigned:
             try:
@@ -542,7 +581,7 @@ class ConsumerLoop:
             committed = self._tracker.committed(tp)
             if committed is None:
                 committed = self._start_offsets.get(tp)
-            if committed is None:
+            if committed is None and lookup_positions:
                 try:
                     committed = self._consumer.position(tp, timeout_ms=1000)
                 except Exception:  # noqa: BLE001
@@ -585,9 +624,9 @@ class ConsumerLoop:
         except Exception:  # noqa: BLE001
             logger.exception("final commit failed")
             committed = False
-        self.update_lag()
+        self.update_lag(lookup_positions=False)
         try:
-            self._consumer.close(autocommit=False, timeout_ms=1500)
+            self._consumer.close(autocommit=False, timeout_ms=1000)
         except Exception:  # noqa: BLE001
             logger.warning("consumer close failed", exc_info=True)
         logger.info(

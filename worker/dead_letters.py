@@ -2,8 +2,8 @@
 
 A dead letter carries the original key and value bytes unchanged, plus the ``DeadLetterHeaders``
 (reason, source topic/partition/offset, worker, time). A value above ``max_value_bytes`` (it could
-not be produced: the broker's message size limit) is cut to that size and marked with an extra
-``error.truncated_from`` header holding the original length.
+not be produced: the broker's message size limit) is cut to that size and marked with the
+``error.truncated_from`` header (``DeadLetterHeaders.error_truncated_from``): the original length.
 
 ``DlqPolicy`` (after Arroyo's ``DlqLimit``): too many dead letters in a row, or too large a share
 of the recent records, means something is systematically wrong (a wrong topic, a broken model),
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from schemas.dead_letter import DeadLetterHeaders, ErrorType
 
-TRUNCATED_HEADER = "error.truncated_from"
+TRUNCATED_HEADER = DeadLetterHeaders.model_fields["error_truncated_from"].alias
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,10 @@ def build_dead_letter(
     worker_id: str,
     max_value_bytes: int,
 ) -> DeadLetter:
+    truncated_from = None
+    if value is not None and len(value) > max_value_bytes:
+        truncated_from = len(value)
+        value = value[:max_value_bytes]
     headers = DeadLetterHeaders(
         error_type=error_type,
         error_message=message,
@@ -47,10 +51,8 @@ def build_dead_letter(
         source_offset=offset,
         worker_id=worker_id,
         failed_at=datetime.now(UTC),
+        error_truncated_from=truncated_from,  # None: no header
     ).to_kafka_headers()
-    if value is not None and len(value) > max_value_bytes:
-        headers.append((TRUNCATED_HEADER, str(len(value)).encode()))
-        value = value[:max_value_bytes]
     if value is None and key is None:
         value = b""  # a record needs a key or a value
     return DeadLetter(key=key, value=value, headers=headers, error_type=error_type)

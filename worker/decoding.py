@@ -24,19 +24,30 @@ class Rejection:
     message: str
 
 
+def describe_validation_error(
+    exc: ValidationError, *, whole: str, limit: int | None = None
+) -> str:
+    """``"field: problem; other.field: problem"``; ``whole`` names an error of the whole object.
+
+    With ``limit``, at most that many problems are listed, then ``... N more``.
+    """
+    errors = exc.errors(include_url=False, include_input=False)
+    shown = errors if limit is None else errors[:limit]
+    parts = [f"{'.'.join(str(part) for part in err['loc']) or whole}: {err['msg']}"
+             for err in shown]
+    if len(errors) > len(shown):
+        parts.append(f"... {len(errors) - len(shown)} more")
+    return "; ".join(parts)
+
+
 def _validation_rejection(exc: ValidationError) -> Rejection:
     errors = exc.errors(include_url=False, include_input=False)
     # Empty or blank text is its own reason; any other schema problem is a schema violation.
     if all(err["loc"][:1] == ("text",) and err["type"] in ("string_too_short", "value_error")
            for err in errors):
         return Rejection(ErrorType.EMPTY, "document text is empty")
-    parts = []
-    for err in errors[:5]:
-        location = ".".join(str(part) for part in err["loc"]) or "<document>"
-        parts.append(f"{location}: {err['msg']}")
-    if len(errors) > 5:
-        parts.append(f"... {len(errors) - 5} more")
-    return Rejection(ErrorType.SCHEMA, "; ".join(parts)[:_MAX_ERROR_CHARS])
+    message = describe_validation_error(exc, whole="<document>", limit=5)
+    return Rejection(ErrorType.SCHEMA, message[:_MAX_ERROR_CHARS])
 
 
 def decode_value(value: bytes | None, max_bytes: int) -> InputDocument | Rejection:

@@ -1,7 +1,14 @@
-"""Read documents from JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format."""
+"""Read documents from JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format.
+
+One parser for every file reader: ``produce`` (:func:`read_documents`, stops at the first bad
+line) and ``classify`` (:func:`document_lines` + :func:`parse_document_line`, skips and counts bad
+lines).
+"""
 
 import gzip
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -9,24 +16,79 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.document import InputDocument
+from worker.decoding import describe_validation_error
+
+STDIN = "-"
 
 
 class DocumentFileError(ValueError):
     """A documents file is missing, unreadable or has an invalid line (message names the line)."""
 
 
-def _open_text(path: Path) -> IO[str]:
+class DocumentLineError(DocumentFileError):
+    """One line is not a valid document; the message is ``FILE:LINE: problem``.
+
+    ``reason`` says the same without the location, for a log line that names the line itself.
+    """
+
+    def __init__(self, source: str, line_number: int, problem: str, reason: str | None = None):
+        super().__init__(f"{source}:{line_number}: {problem}")
+        self.source = source
+        self.line_number = line_number
+        self.problem = problem
+        self.reason = reason or problem
+
+
+def source_name(path: Path | str) -> str:
+    return "<stdin>" if str(path) == STDIN else str(path)
+
+
+@contextmanager
+def open_documents(path: Path | str) -> Iterator[IO[bytes]]:
+    """The file as bytes: ``.gz`` decompressed, ``-`` standard input."""
+    if str(path) == STDIN:
+        yield sys.stdin.buffer
+        return
+    path = Path(path)
     if not path.is_file():
         raise DocumentFileError(f"{path}: no such file")
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as handle:
+        yield handle
 
 
-def _as_document(record: object) -> InputDocument:
-    if isinstance(record, dict) and "id" not in record and "celex_id" in record:
-        record = {**record, "id": record["celex_id"]}
-    return InputDocument.model_validate(record)
+def document_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
+    """``(line number, line)`` of every non-blank line; read errors raise ``DocumentFileError``."""
+    try:
+        with open_documents(path) as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield line_number, line
+    except (OSError, EOFError) as exc:
+        raise DocumentFileError(f"{source_name(path)}: cannot read ({exc})") from exc
+
+
+def parse_document_line(line: bytes | str, source: str, line_number: int) -> InputDocument:
+    """The document on one line; the EUR-Lex ``celex_id`` becomes the ``id`` when there is none.
+
+    Raises ``DocumentLineError`` naming ``source:line_number`` and the problem.
+    """
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise DocumentLineError(source, line_number, f"not JSON: {exc}") from exc
+    if not isinstance(record, dict):
+        raise DocumentLineError(
+            source, line_number, f"expected a JSON object, got {type(record).__name__}"
+        )
+    if "id" not in record and "celex_id" in record:
+        record["id"] = record["celex_id"]
+    try:
+        return InputDocument.model_validate(record)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc, whole="document")
+        raise DocumentLineError(
+            source, line_number, problems, reason=f"invalid document: {problems}"
+        ) from exc
 
 
 def read_documents(path: Path | str) -> Iterator[InputDocument]:
@@ -35,21 +97,6 @@ def read_documents(path: Path | str) -> Iterator[InputDocument]:
     Blank lines are skipped. The first invalid line raises ``DocumentFileError`` naming the file,
     the line number and the problem.
     """
-    path = Path(path)
-    try:
-        with _open_text(path) as handle:
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield _as_document(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raise DocumentFileError(f"{path}:{line_number}: not JSON ({exc})") from exc
-                except ValidationError as exc:
-                    problems = "; ".join(
-                        f"{'.'.join(map(str, error['loc'])) or 'document'}: {error['msg']}"
-                        for error in exc.errors()
-                    )
-                    raise DocumentFileError(f"{path}:{line_number}: {problems}") from exc
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
-        raise DocumentFileError(f"{path}: cannot read ({exc})") from exc
+    source = source_name(path)
+    for line_number, line in document_lines(path):
+        yield parse_document_line(line, source, line_number)

@@ -9,17 +9,14 @@ by :meth:`EngineSettings.resolve_max_length` once the manifest is known.
 """
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PAD_MULTIPLE = 8
+from worker.batching import PAD_MULTIPLE, padded_length
 
-
-def round_up(value: int, multiple: int = PAD_MULTIPLE) -> int:
-    """``value`` rounded up to a multiple of ``multiple`` (the padded length of a sequence)."""
-    return -(-value // multiple) * multiple
+if TYPE_CHECKING:  # torch is imported where a device is resolved, not by the command line
+    import torch
 
 
 class EngineSettings(BaseModel):
@@ -92,7 +89,7 @@ class EngineSettings(BaseModel):
 
     def check_max_length(self, max_length: int) -> None:
         """Raise ``ValueError`` when ``max_length`` does not fit the batching settings."""
-        padded = round_up(max_length)
+        padded = padded_length(max_length)
         if self.max_batch_tokens < padded:
             raise ValueError(
                 f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
@@ -119,8 +116,10 @@ class EngineSettings(BaseModel):
         return self.max_chunks if self.long_documents == "chunk" else 1
 
 
-def resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> "torch.device":
     """``"auto"`` → cuda when available, else cpu; anything else is parsed by torch."""
+    import torch
+
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     resolved = torch.device(device)
@@ -129,13 +128,12 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
     """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    import torch
+
     if dtype != "auto":
-        return _DTYPES[dtype]
+        return getattr(torch, dtype)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.float32

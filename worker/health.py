@@ -83,7 +83,8 @@ class HealthServer:
         self._server = ThreadingHTTPServer((host, port), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="eurovoc-http", daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+            name="eurovoc-http", daemon=True,
         )
 
     @property

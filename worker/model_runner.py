@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from schemas.manifest import CheckpointManifest
+from worker.batching import PAD_MULTIPLE, padded_length
 from worker.checkpoint import Checkpoint, CheckpointError
 
 logger = logging.getLogger(__name__)
 
-PAD_MULTIPLE = 8
 MULTI_LABEL = "multi_label_classification"
 # Models whose position ids start after the padding index (2 positions fewer are usable).
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"}
@@ -75,7 +75,7 @@ class ModelRunner:
         self.label_names: list[str] = manifest.label_names
         self.max_length = max_length if max_length is not None else manifest.max_length
         positions = max_positions(config)
-        padded_max = -(-self.max_length // PAD_MULTIPLE) * PAD_MULTIPLE
+        padded_max = padded_length(self.max_length)
         if positions is not None and padded_max > positions:
             raise CheckpointError(
                 f"max_length={self.max_length} (padded to {padded_max}) exceeds the model's "
@@ -185,7 +185,7 @@ class ModelRunner:
         budget allows (smaller on CPU, where the point is to initialise kernels, not to cover
         every shape).
         """
-        top = -(-self.max_length // PAD_MULTIPLE) * PAD_MULTIPLE
+        top = padded_length(self.max_length)
         lengths = sorted({max(PAD_MULTIPLE, (top // div) // PAD_MULTIPLE * PAD_MULTIPLE)
                           for div in (8, 4, 2, 1)})
         token_cap = max_batch_tokens if self.device.type == "cuda" else min(max_batch_tokens, 1024)

@@ -67,9 +67,6 @@ class Sink:
             return True
         return self._signal.wait(timeout)
 
-    def flush(self, timeout: float) -> None:
-        self._producer.flush(timeout=timeout)
-
     def close(self, timeout: float) -> None:
         try:
             self._producer.close(timeout=timeout)

@@ -141,3 +141,54 @@ def test_run_with_invalid_configuration_exits_2_naming_the_setting(capsys):
     assert "max_in_flight" in capsys.readouterr().err
     assert cli.main(["run", "--bootstrap-servers", "x:1"]) == 2
     assert "group_id" in capsys.readouterr().err
+
+
+def test_sasl_and_tls_settings_reach_every_kafka_client(tmp_path):
+    from worker.kafka_clients import security_config
+
+    files = {}
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        files[name] = tmp_path / name
+        files[name].write_text("-----BEGIN-----\n")
+    settings = load_settings(
+        **{**REQUIRED, "bootstrap_servers": "b1:9093, b2:9093"}, security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512", sasl_username="svc", sasl_password="s3cret",
+        ssl_cafile=files["ca.pem"], ssl_certfile=files["cert.pem"], ssl_keyfile=files["key.pem"],
+        ssl_password="keypass", ssl_check_hostname=False,
+    )
+    expected = {
+        "bootstrap_servers": ["b1:9093", "b2:9093"],
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "svc",
+        "sasl_plain_password": "s3cret",
+        "ssl_cafile": str(files["ca.pem"]),
+        "ssl_certfile": str(files["cert.pem"]),
+        "ssl_keyfile": str(files["key.pem"]),
+        "ssl_password": "keypass",
+        "ssl_check_hostname": False,
+    }
+    for config in (security_config(settings), consumer_config(settings), producer_config(settings)):
+        assert {name: config.get(name) for name in expected} == expected
+    assert "s3cret" not in json.dumps(settings.redacted())
+
+
+def test_plaintext_passes_no_security_options():
+    config = consumer_config(load_settings(**REQUIRED, sasl_username="ignored"))
+    assert config["security_protocol"] == "PLAINTEXT"
+    assert not {name for name in config if name.startswith(("sasl_", "ssl_"))}
+
+
+def test_ssl_alone_passes_tls_options_without_sasl(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    config = producer_config(load_settings(**REQUIRED, security_protocol="SSL", ssl_cafile=ca))
+    assert (config["security_protocol"], config["ssl_cafile"]) == ("SSL", str(ca))
+    assert config["ssl_check_hostname"] is True
+    assert not {name for name in config if name.startswith("sasl_")}
+
+
+@pytest.mark.parametrize("name", ["ssl_cafile", "ssl_certfile", "ssl_keyfile"])
+def test_a_missing_tls_file_names_the_setting(tmp_path, name):
+    with pytest.raises(ValidationError, match=name):
+        load_settings(**REQUIRED, security_protocol="SSL", **{name: tmp_path / "missing.pem"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import namedtuple
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from kafka.structs import ConsumerGroupMetadata, MemberState
 
 from schemas.labels import LabelsMessage, ModelInfo
 from worker.config import load_settings
-from worker.consumer_loop import ConsumerLoop, ExitCode
+from worker.consumer_loop import ConsumerLoop, DeliveryRetries, ExitCode
 from worker.engine import WorkResult
 from worker.metrics import WorkerMetrics
 from worker.rebalance import QueueingRebalanceListener
@@ -426,3 +427,69 @@ def test_eager_rebalance_keeps_partitions_that_stay(strategy):
     outcome = run(loop, consumer)
     assert outcome.exit_code == ExitCode.OK
     assert consumer.committed_now() == {P0: 3}
+
+
+def test_pauses_are_reapplied_to_partitions_assigned_while_paused():
+    P2 = TopicPartition(TOPIC, 2)
+    consumer = FakeConsumer({P0: [doc(i) for i in range(20)], P1: [doc(100 + i) for i in range(20)],
+                             P2: [doc(200 + i) for i in range(20)]})
+    consumer.pending_events = [("assigned", {P0, P1})]
+    engine = FakeEngine(auto=False)
+    loop, metrics = make_loop(consumer, engine, FakeProducer(), max_in_flight=8,
+                              max_queued_documents=8)
+    loop._consumer.subscribe([TOPIC], listener=loop._listener)
+    for _ in range(3):
+        loop._iterate()
+    assert consumer.paused_set == {P0, P1}
+    consumer.pending_events.append(("assigned", {P2}))  # a cooperative rebalance adds P2
+    loop._iterate()
+    assert consumer.paused_set == {P0, P1, P2}
+    assert consumer.positions[P2] <= 1  # nothing (at most the poll's single record) fetched
+    assert metrics.paused_partitions._value.get() == 3
+
+
+def test_a_revoke_while_draining_ends_at_the_drain_deadline():
+    consumer = FakeConsumer({P0: [doc(i) for i in range(3)], P1: [doc(10 + i) for i in range(3)]})
+    engine = FakeEngine(auto=False)  # the model never finishes
+    loop, _ = make_loop(consumer, engine, FakeProducer(), drain_timeout_s=0.3,
+                        revoke_timeout_s=10)
+
+    def hook(c):
+        if c.polls == 2:
+            loop.request_stop("SIGTERM")
+        if c.polls == 3:
+            c.pending_events.append(("revoked", {P1}))
+
+    consumer.on_poll = hook
+    started = time.monotonic()
+    outcome = loop.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert time.monotonic() - started < 3  # not the 10 s revoke timeout
+    assert consumer.commits == []
+    assert engine.discarded == 6
+
+
+def test_delivery_retries_follow_a_bounded_tenacity_policy():
+    retries = DeliveryRetries(3)
+    state, delays = None, []
+    for _ in range(4):
+        state, delay = retries.failed(state, KafkaTimeoutError("delivery timed out"))
+        delays.append(delay)
+    assert delays == [0.5, 1.0, 2.0, None]  # three retries, then give up
+    assert state.attempt_number == 4
+    assert DeliveryRetries(0).failed(None, KafkaTimeoutError("x"))[1] is None
+
+
+def test_an_unacknowledged_retry_holds_back_the_commit_of_its_partition():
+    consumer = FakeConsumer({P0: [doc(i) for i in range(3)], P1: [doc(10 + i) for i in range(3)]})
+    producer = FakeProducer(fail_first=1)  # the first send (P0 offset 0) fails once
+    loop, _ = make_loop(consumer, FakeEngine(), producer)
+    loop._consumer.subscribe([TOPIC], listener=loop._listener)
+    for _ in range(5):
+        loop._iterate()
+        time.sleep(0.02)
+    assert loop._retry  # the retry waits for its 0.5 s backoff
+    assert consumer.committed_now() == {P1: 3}  # P0 held at its unacknowledged offset 0
+    outcome = run(loop, consumer, lambda c: not loop._retry and loop.in_flight == 0)
+    assert outcome.exit_code == ExitCode.OK
+    assert consumer.committed_now() == {P0: 3, P1: 3}

@@ -81,3 +81,11 @@ def test_defaults_tolerate_sparse_poison():
             policy.record_dead_letter("schema_violation")
         else:
             policy.record_ok()
+
+
+def test_the_truncation_header_is_a_dead_letter_header_and_only_there_when_cut():
+    cut = DeadLetterHeaders.from_kafka_headers(_letter(b"x" * 500, max_value_bytes=100).headers)
+    assert cut.error_truncated_from == 500
+    whole = _letter(b"x" * 100, max_value_bytes=100)
+    assert TRUNCATED_HEADER not in dict(whole.headers)
+    assert DeadLetterHeaders.from_kafka_headers(whole.headers).error_truncated_from is None
