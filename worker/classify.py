@@ -206,7 +206,7 @@ def classify_file(
     """
     from tqdm import tqdm
 
-    from worker.engine import work_item
+    from worker.work_items import work_item
 
     capacity = engine.settings.max_queued_documents
     source = source_name(input_path)

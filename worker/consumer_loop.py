@@ -36,7 +36,7 @@ from schemas.labels import SourceRef
 from worker.config import WorkerSettings
 from worker.dead_letters import DlqPolicy, build_dead_letter
 from worker.decoding import Rejection, decode_value
-from worker.engine import WorkItem, WorkResult
+from worker.work_items import WorkItem, WorkResult
 from worker.health import HealthState
 from worker.kafka_clients import is_cooperative
 from worker.metrics import WorkerMetrics

@@ -28,8 +28,7 @@ from itertools import count
 
 import numpy as np
 
-from schemas.document import InputDocument
-from schemas.labels import LabelsMessage, SourceRef
+from schemas.labels import LabelsMessage
 from schemas.manifest import CheckpointManifest
 from worker.aggregation import WindowCollector
 from worker.batching import Pending, TokenBudgetBatcher, batch_cost
@@ -39,33 +38,12 @@ from worker.metrics import WorkerMetrics
 from worker.model_runner import ModelRunner
 from worker.output_builder import OutputBuilder
 from worker.tokenize_stage import TokenizedDocument, TokenizeStage
+from worker.work_items import EngineFailed, WorkItem, WorkResult
 
 logger = logging.getLogger(__name__)
 
 TOKENIZE_GROUP = 32
 """Most documents tokenized in one tokenizer call (smaller groups reach the batcher sooner)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkItem:
-    document: InputDocument
-    source: SourceRef | None  # topic/partition/offset; None when classifying files
-    received_at: float  # time.monotonic() when consumed
-
-
-@dataclass(frozen=True, slots=True)
-class WorkResult:
-    item: WorkItem
-    message: LabelsMessage | None  # on success
-    error: str | None  # on per-document failure (→ dead letter, ErrorType.INFERENCE)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-class EngineFailed(RuntimeError):
-    """A fatal error stopped the engine; ``__cause__`` is the original exception."""
 
 
 @dataclass(eq=False, slots=True)
@@ -399,8 +377,3 @@ class InferenceEngine:
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise EngineFailed(f"inference engine failed: {self._failure!r}") from self._failure
-
-
-def work_item(document: InputDocument, source: SourceRef | None = None) -> WorkItem:
-    """A ``WorkItem`` received now (convenience for files and tests)."""
-    return WorkItem(document=document, source=source, received_at=time.monotonic())

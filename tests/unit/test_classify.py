@@ -10,7 +10,7 @@ import pytest
 from schemas.labels import LabelsMessage, ModelInfo
 from worker.classify import build_parser, classify_file, settings_from_args
 from worker.document_files import DocumentFileError
-from worker.engine import WorkResult
+from worker.work_items import WorkResult
 
 
 class _Settings:

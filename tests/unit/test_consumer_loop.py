@@ -16,7 +16,7 @@ from kafka.structs import ConsumerGroupMetadata, MemberState
 from schemas.labels import LabelsMessage, ModelInfo
 from worker.config import load_settings
 from worker.consumer_loop import ConsumerLoop, DeliveryRetries, ExitCode
-from worker.engine import WorkResult
+from worker.work_items import WorkResult
 from worker.metrics import WorkerMetrics
 from worker.rebalance import QueueingRebalanceListener
 from worker.sink import Sink
