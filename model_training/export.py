@@ -6,11 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model_training import __version__
+from model_training.model_card import write_model_card
 from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest, LabelDef, Thresholds
-from worker.checkpoint import sha256_file
+from worker.checkpoint import load_checkpoint, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,10 @@ def write_checkpoint(
     data_fingerprint: str | None = None,
     extra_label_fields: list[dict[str, Any]] | None = None,
 ) -> CheckpointManifest:
-    """Save weights (safetensors), tokenizer and ``eurovoc.json``; return the manifest written."""
+    """Save weights (safetensors), tokenizer, ``eurovoc.json`` and a model card (README.md).
+
+    Returns the manifest written.
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.config.id2label = dict(enumerate(label_names))
@@ -80,8 +85,40 @@ def write_checkpoint(
         git_commit=git_commit(),
         created_at=datetime.now(UTC),
     )
-    (output_dir / MANIFEST_FILENAME).write_text(
-        manifest.model_dump_json(indent=2, by_alias=True), encoding="utf-8"
-    )
+    save_manifest(output_dir, manifest)
     logger.info("wrote checkpoint %s (%s %s)", output_dir, name, version)
     return manifest
+
+
+def save_manifest(checkpoint_dir: Path, manifest: CheckpointManifest) -> None:
+    """Write a checkpoint's ``eurovoc.json`` and (re)generate its model card from it."""
+    (Path(checkpoint_dir) / MANIFEST_FILENAME).write_text(
+        manifest.model_dump_json(indent=2, by_alias=True), encoding="utf-8"
+    )
+    write_model_card(checkpoint_dir, manifest)
+
+
+def export_half_precision(
+    source_dir: Path, output_dir: Path, *, dtype: torch.dtype = torch.float16
+) -> CheckpointManifest:
+    """Copy a checkpoint with its weights cast to ``dtype`` (thresholds and labels unchanged).
+
+    Its ``metrics`` start empty: they describe the full-precision model until re-measured.
+    """
+    checkpoint = load_checkpoint(source_dir, dtype=dtype)
+    source = checkpoint.manifest
+    suffix = {torch.float16: "fp16", torch.bfloat16: "bf16"}[dtype]
+    return write_checkpoint(
+        checkpoint.model,
+        checkpoint.tokenizer,
+        output_dir,
+        name=source.name,
+        version=f"{source.version}-{suffix}",
+        label_names=source.label_names,
+        max_length=source.max_length,
+        base_model=source.base_model,
+        thresholds=source.thresholds,
+        training_args={**source.training_args, "half_precision_of": str(source_dir)},
+        data_fingerprint=source.data_fingerprint,
+        extra_label_fields=[dict(label.model_extra or {}) for label in source.labels],
+    )

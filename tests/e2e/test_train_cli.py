@@ -1,0 +1,190 @@
+"""``eurovoc-train`` as a user runs it: train, evaluate, tune, predict, baseline, errors."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.cli_runner import run_cli
+from tests.unit.test_training_helpers import (
+    LABEL_NAMES,
+    make_base_model,
+    make_data_dir,
+    write_jsonl,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def train_cli(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    result = run_cli("eurovoc-train", *args, env=env, timeout=240)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stderr[-3000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("cache")
+    return {
+        **os.environ,
+        "EUROVOC_CACHE": str(cache),
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, env) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data, base = make_data_dir(root / "data"), make_base_model(root / "base")
+    output = root / "model"
+    train_cli(
+        "train",
+        "--base-model",
+        str(base),
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        "--max-length",
+        "64",
+        "--batch-size",
+        "8",
+        "--learning-rate",
+        "5e-3",
+        "--warmup-ratio",
+        "0",
+        "--epochs",
+        "4",
+        "--threads",
+        "1",
+        "--min-positives",
+        "5",
+        "--no-group-by-length",
+        "--name",
+        "tiny-cli",
+        "--version",
+        "1",
+        env=env,
+    )
+    return data, output
+
+
+def test_train_writes_a_checkpoint_the_worker_can_load(trained):
+    _, output = trained
+    manifest = json.loads((output / "eurovoc.json").read_text())
+    assert manifest["name"] == "tiny-cli" and manifest["version"] == "1"
+    assert manifest["training_args"]["group_by_length"] is False
+    assert {"model.safetensors", "tokenizer.json", "README.md", "train_log.jsonl"} <= {
+        p.name for p in output.iterdir()
+    }
+
+
+def test_evaluate_json_and_report(trained, env, tmp_path):
+    data, output = trained
+    result = train_cli(
+        "evaluate",
+        "--model",
+        str(output),
+        "--data",
+        str(data / "test.jsonl"),
+        "--json",
+        "--report",
+        str(tmp_path / "report"),
+        env=env,
+    )
+    summary = json.loads(result.stdout)
+    manifest = json.loads((output / "eurovoc.json").read_text())
+    assert summary["documents"] == 48
+    assert summary["metrics"]["tuned"]["micro_f1"] == pytest.approx(
+        manifest["metrics"]["test"]["micro_f1"], abs=1e-6
+    )
+    assert summary["metrics"]["0.5"]["roc_auc_macro"] == pytest.approx(
+        manifest["metrics"]["test@0.5"]["roc_auc_macro"], abs=1e-6
+    )
+    report = tmp_path / "report"
+    assert (report / "per_label_f1.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "per_label.csv").read_text().splitlines()[0].startswith("id,name,support")
+    assert len(json.loads((report / "metrics.json").read_text())["per_label"]) == len(LABEL_NAMES)
+
+
+def test_predict_one_line_per_document(trained, env, tmp_path):
+    _, output = trained
+    docs = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            {"celex_id": "32010R0001", "text": "milk and wine for the market"},
+            {"id": "x-2", "text": "bank tax aid finance"},
+        ],
+    )
+    stdout = train_cli("predict", "--model", str(output), str(docs), env=env).stdout
+    rows = [json.loads(line) for line in stdout.splitlines()]
+    assert [row["id"] for row in rows] == ["32010R0001", "x-2"]
+    assert list(rows[0]["scores"]) == LABEL_NAMES
+    for row in rows:
+        scores = [label["score"] for label in row["labels"]]
+        assert scores == sorted(scores, reverse=True)
+        assert all(row["scores"][label["name"]] == label["score"] for label in row["labels"])
+
+
+def test_tune_thresholds_and_baseline(trained, env, tmp_path):
+    data, trained_model = trained
+    output = Path(shutil.copytree(trained_model, tmp_path / "model"))
+    result = train_cli(
+        "tune-thresholds",
+        "--model",
+        str(output),
+        "--data",
+        str(data),
+        "--json",
+        "--min-positives",
+        "5",
+        "--at-least-one",
+        "on",
+        env=env,
+    )
+    summary = json.loads(result.stdout)
+    assert summary["written"] and summary["thresholds"]["at_least_one"] is True
+    assert summary["micro_f1"]["tuned"] >= summary["micro_f1"]["0.5"]
+    after = json.loads((output / "eurovoc.json").read_text())["thresholds"]
+    assert after == summary["thresholds"]
+    baseline = train_cli(
+        "baseline",
+        "--data",
+        str(data),
+        "--json",
+        "--max-features",
+        "500",
+        "--output",
+        str(tmp_path / "baseline.json"),
+        env=env,
+    )
+    payload = json.loads(baseline.stdout)
+    assert payload["model"] == "tfidf-logreg"
+    assert set(payload["metrics"]) == {"0.5", "tuned"}
+    assert payload["metrics"]["tuned"]["micro_f1"] > 0.5  # the tiny data set is easy for words
+    assert json.loads((tmp_path / "baseline.json").read_text()) == payload
+
+
+def test_bad_inputs_exit_2_with_one_clear_line(trained, env, tmp_path):
+    data, output = trained
+    missing = train_cli(
+        "evaluate",
+        "--model",
+        str(output),
+        "--data",
+        str(tmp_path / "nope.jsonl"),
+        env=env,
+        check=False,
+    )
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"id": "a", "text": "t", "labels": [7]}])
+    unknown = train_cli(
+        "evaluate", "--model", str(output), "--data", str(bad), env=env, check=False
+    )
+    assert unknown.returncode == 2 and "unknown label id 7" in unknown.stderr

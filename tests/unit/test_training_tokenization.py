@@ -1,0 +1,91 @@
+"""Tokenization without padding, its disk cache, dynamic padding and length-grouped batches."""
+
+import numpy as np
+import pytest
+
+from model_training import tokenization
+from model_training.batching import Collator, LengthGroupedBatchSampler, eval_loader
+from model_training.documents import Document, Split
+from model_training.tokenization import char_budget, encode_texts, tokenize_split
+from tests.tiny_checkpoint import tiny_tokenizer
+
+
+def _split(texts: list[str], fingerprint: str = "f1") -> Split:
+    documents = [Document(id=str(i), text=t, labels=(i % 3,)) for i, t in enumerate(texts)]
+    return Split(name="train", documents=documents, fingerprint=fingerprint, source="memory")
+
+
+def test_truncates_without_padding_and_cuts_text_to_a_budget():
+    tokenizer = tiny_tokenizer()
+    long_text = "trade " * 5000
+    ids = encode_texts(["milk", long_text], tokenizer, max_length=16)
+    assert len(ids[0]) == 3  # [CLS] milk [SEP]
+    assert len(ids[1]) == 16
+    assert ids[1][0] == tokenizer.cls_token_id and ids[1][-1] == tokenizer.sep_token_id
+    assert char_budget(16) < len(long_text)
+
+
+def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
+    tokenizer = tiny_tokenizer()
+    split = _split(["milk wine", "trade customs duty bank", "fish"])
+    first = tokenize_split(split, tokenizer, 16, 3, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 1
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("should have come from the cache")
+
+    monkeypatch.setattr(tokenization, "encode_texts", no_tokenizing)
+    again = tokenize_split(split, tokenizer, 16, 3, cache_dir=tmp_path)
+    assert all(np.array_equal(a, b) for a, b in zip(first.input_ids, again.input_ids, strict=True))
+    np.testing.assert_array_equal(first.labels, again.labels)
+    monkeypatch.undo()
+    tokenize_split(split, tokenizer, 8, 3, cache_dir=tmp_path)
+    tokenize_split(_split(["other"], fingerprint="f2"), tokenizer, 16, 3, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+
+
+def test_collator_pads_to_a_multiple_of_8_or_a_fixed_length():
+    tokenizer = tiny_tokenizer()
+    split = tokenize_split(_split(["milk", "trade " * 10]), tokenizer, 64, 3)
+    features = [split.features(0), split.features(1)]
+    batch = Collator(tokenizer)(features)
+    assert batch["input_ids"].shape == (2, 16)  # longest is 12 tokens
+    assert batch["attention_mask"][0].sum() == 3
+    assert batch["labels"].dtype.is_floating_point and batch["labels"].shape == (2, 3)
+    assert Collator(tokenizer, pad_to=30)(features)["input_ids"].shape == (2, 30)
+
+
+def test_length_grouped_sampler_is_reproducible_and_resumable():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 500, 200).tolist()
+    sampler = LengthGroupedBatchSampler(lengths, 8, seed=3)
+    sampler.set_epoch(2)
+    epoch2 = list(sampler)
+    assert sorted(i for batch in epoch2 for i in batch) == list(range(200))
+    sampler.set_epoch(2)
+    assert list(sampler) == epoch2
+    sampler.set_epoch(2, skip=5)
+    assert list(sampler) == epoch2[5:] and len(sampler) == len(epoch2) - 5
+    sampler.set_epoch(3)
+    assert list(sampler) != epoch2
+    # Grouping: lengths within a batch are far closer than in a random batch.
+    spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in epoch2])
+    plain = LengthGroupedBatchSampler(lengths, 8, seed=3, group_by_length=False)
+    random_spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in plain])
+    assert spread < random_spread / 3
+
+
+def test_eval_loader_sorts_by_length_and_gives_the_order_back():
+    tokenizer = tiny_tokenizer()
+    split = tokenize_split(
+        _split(["milk", "trade " * 10, "fish wine", "bank " * 5]), tokenizer, 64, 3
+    )
+    loader, order = eval_loader(split, tokenizer, batch_size=2)
+    assert [len(split.input_ids[i]) for i in order] == sorted(split.lengths, reverse=True)
+    assert len(list(loader)) == 2
+
+
+@pytest.mark.parametrize("max_length", [8, 64])
+def test_lengths_never_exceed_max_length(max_length):
+    split = tokenize_split(_split(["the " * 300, "a"]), tiny_tokenizer(), max_length, 3)
+    assert max(split.lengths) <= max_length
