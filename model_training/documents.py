@@ -26,6 +26,7 @@ import orjson
 
 from model_training.errors import DataError
 from model_training.labels import LabelSet
+from worker.tokenize_stage import model_text
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,12 @@ class Document:
     text: str
     labels: tuple[int, ...]
     year: int | None = None
+    title: str | None = None
+
+    @property
+    def model_text(self) -> str:
+        """Title and text as the worker feeds them to the model."""
+        return model_text(self.text, self.title)
 
 
 @dataclass(frozen=True)
@@ -167,8 +174,13 @@ def _parse_line(
     doc_id = next((row[field] for field in ID_FIELDS if row.get(field) is not None), number)
     labels = _labels_of(row, where, label_set) if with_labels else ()
     year = row.get("year")
+    title = row.get("title")
     return Document(
-        id=str(doc_id), text=text, labels=labels, year=year if isinstance(year, int) else None
+        id=str(doc_id),
+        text=text,
+        labels=labels,
+        year=year if isinstance(year, int) else None,
+        title=title if isinstance(title, str) else None,
     )
 
 

@@ -17,10 +17,11 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from model_training.documents import Split
+from worker.engine_config import EngineSettings
 
 logger = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 10
+CHARS_PER_TOKEN = EngineSettings.model_fields["max_chars_per_token"].default
 TOKENIZE_CHUNK = 1024
 
 
@@ -105,7 +106,7 @@ def tokenize_split(
             if len(ids) == len(split):
                 logger.info("tokenized %s from cache %s", split.name, cache_file)
                 return TokenizedSplit(input_ids=ids, labels=labels)
-    ids = encode_texts([document.text for document in split.documents], tokenizer, max_length)
+    ids = encode_texts([document.model_text for document in split.documents], tokenizer, max_length)
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(row) for row in ids])

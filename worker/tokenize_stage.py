@@ -27,11 +27,19 @@ logger = logging.getLogger(__name__)
 TITLE_SEPARATOR = "\n"
 
 
+def model_text(text: str, title: str | None = None) -> str:
+    """The text the model reads: the title, when present, prepended to the text.
+
+    Training reads documents through this function too, so a checkpoint sees in production
+    exactly the kind of input it was trained on.
+    """
+    if title and title.strip():
+        return f"{title}{TITLE_SEPARATOR}{text}"
+    return text
+
+
 def document_text(document: InputDocument) -> str:
-    """The text the model reads: the title, when present, prepended to the text."""
-    if document.title and document.title.strip():
-        return f"{document.title}{TITLE_SEPARATOR}{document.text}"
-    return document.text
+    return model_text(document.text, document.title)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ import pytest
 
 from model_training.documents import load_split, read_jsonl
 from model_training.errors import DataError
+from schemas.document import InputDocument
+from worker.tokenize_stage import document_text
 from model_training.evaluation import label_set_for
 from model_training.labels import (
     LabelSet,
@@ -104,6 +106,16 @@ def test_invalid_json_and_missing_inputs(tmp_path, labels4):
     (tmp_path / "empty_dir").mkdir()
     with pytest.raises(DataError, match="no 'dev' split .* dev.jsonl.gz, dev.jsonl, validation"):
         load_split(tmp_path / "empty_dir", "dev", labels4)
+
+
+def test_training_reads_title_and_text_exactly_as_the_worker_does(tmp_path, labels4):
+    path = write_jsonl(
+        tmp_path / "titled.jsonl",
+        [{"celex_id": "c1", "title": "Council Regulation", "text": "on milk", "labels": [0]}],
+    )
+    (document,) = read_jsonl(path, labels4).documents
+    worker_input = InputDocument(id="c1", title="Council Regulation", text="on milk")
+    assert document.model_text == document_text(worker_input) != document.text
 
 
 def test_prediction_input_needs_no_labels(tmp_path, labels4):
