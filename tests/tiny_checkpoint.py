@@ -87,3 +87,18 @@ def make_tiny_checkpoint(
         base_model="tiny-random-bert",
         thresholds=thresholds,
     )
+
+
+class PoisonedTokenizer:
+    """Delegates to a real tokenizer but fails on any text containing 'poison'."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def __call__(self, texts, **kwargs):
+        if any("poison" in text for text in texts):
+            raise ValueError("cannot tokenize")
+        return self._inner(texts, **kwargs)

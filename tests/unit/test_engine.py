@@ -15,7 +15,7 @@ from pydantic import ValidationError  # noqa: E402
 
 from schemas.document import InputDocument  # noqa: E402
 from schemas.labels import SourceRef  # noqa: E402
-from tests.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
+from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noqa: E402
 from worker.checkpoint import load_checkpoint  # noqa: E402
 from worker.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult  # noqa: E402
 from worker.engine_config import EngineSettings, resolve_device, resolve_dtype  # noqa: E402
@@ -199,24 +199,12 @@ def test_pending_counts_until_polled(engine):
 
 
 def test_a_document_that_cannot_be_tokenized_is_an_error_result(engine):
-    class Poisoned:
-        def __init__(self, inner):
-            self._inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def __call__(self, texts, **kwargs):
-            if any("poison" in text for text in texts):
-                raise ValueError("bad text")
-            return self._inner(texts, **kwargs)
-
-    engine.tokenize_stage.tokenizer = Poisoned(engine.tokenize_stage.tokenizer)
+    engine.tokenize_stage.tokenizer = PoisonedTokenizer(engine.tokenize_stage.tokenizer)
     bad = WorkItem(InputDocument(id="bad", text="poison"), None, time.monotonic())
     engine.start()
     engine.submit([item("good1"), bad, item("good2")])
     results = collect(engine, 3)
-    assert results["bad"].message is None and "bad text" in results["bad"].error
+    assert results["bad"].message is None and "cannot tokenize" in results["bad"].error
     assert results["good1"].error is None and results["good2"].error is None
     assert engine.healthy()
 

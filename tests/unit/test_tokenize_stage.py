@@ -7,7 +7,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from schemas.document import InputDocument  # noqa: E402
-from tests.tiny_checkpoint import tiny_tokenizer  # noqa: E402
+from tests.tiny_checkpoint import PoisonedTokenizer, tiny_tokenizer  # noqa: E402
 from worker.tokenize_stage import TokenizeStage, document_text  # noqa: E402
 
 WORDS = "council regulation on fish milk wine steel trade customs".split()
@@ -113,21 +113,7 @@ def test_a_group_keeps_document_order(tokenizer):
 
 
 def test_tokenize_each_isolates_a_failing_document(tokenizer):
-    class Poisoned:
-        """Delegates to the real tokenizer but fails on any text containing 'poison'."""
-
-        def __init__(self, inner):
-            self._inner = inner
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def __call__(self, texts, **kwargs):
-            if any("poison" in text for text in texts):
-                raise ValueError("cannot tokenize")
-            return self._inner(texts, **kwargs)
-
-    stage = TokenizeStage(Poisoned(tokenizer), max_length=16)
+    stage = TokenizeStage(PoisonedTokenizer(tokenizer), max_length=16)
     results = stage.tokenize_each([doc("fish"), doc("poison fish"), doc("milk")])
     assert isinstance(results[1], ValueError)
     assert results[0].windows[0] == tokenizer("fish")["input_ids"]
