@@ -1,7 +1,7 @@
 """`make demo`: local Kafka, the default model, one worker, sample documents in, labels out.
 
 Steps, each printed as it happens:
-1. start (or reuse) the local Kafka broker (deploy/local/kafka.sh);
+1. use $KAFKA_BOOTSTRAP, else start (or reuse) the local Kafka broker (deploy/local/kafka.sh);
 2. use $EUROVOC_MODEL, else the cached cpu-quick model, else train it (about 10 minutes on 2 cores);
 3. create this run's input, output and dead-letter topics (3 partitions each);
 4. start `eurovoc-worker run` and wait for /readyz;
@@ -35,6 +35,9 @@ logger = logging.getLogger("demo")
 
 
 def start_kafka() -> str:
+    """The broker in $KAFKA_BOOTSTRAP when set, else the local one (started when not running)."""
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        return os.environ["KAFKA_BOOTSTRAP"]
     result = subprocess.run(
         [str(ROOT / "deploy/local/kafka.sh"), "start"], capture_output=True, text=True
     )
@@ -79,9 +82,11 @@ def main() -> None:
     parser.add_argument("--documents", type=Path, default=SHARED_TEST if SHARED_TEST.is_file() else SAMPLES)
     parser.add_argument("--limit", type=int, default=300, help="Documents to publish.")
     parser.add_argument("--metrics-port", type=int, default=9401)
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs", help="Where results go.")
     parser.add_argument("--show", type=int, default=10, help="Outputs to print.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="demo: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
     bootstrap = start_kafka()
     logger.info("Kafka at %s", bootstrap)
@@ -93,7 +98,7 @@ def main() -> None:
     topics = {name: f"demo-{run_id}-{name}" for name in ("documents", "labels", "dead-letters")}
     for topic in topics.values():
         ensure_topic(bootstrap, topic, partitions=3, timeout_s=15)
-    run_dir = ROOT / "runs" / f"demo-{run_id}"
+    run_dir = args.runs_dir / f"demo-{run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
 
     worker_log = (run_dir / "worker.log").open("wb")
@@ -139,7 +144,7 @@ def main() -> None:
         print(f"Model {manifest.name} (a quick CPU model, not the GPU profile) on the test split: "
               f"micro-F1 {test.get('micro_f1', float('nan')):.3f}, "
               f"macro-F1 {test.get('macro_f1', float('nan')):.3f}; "
-              f"TF-IDF baseline: micro-F1 {BASELINE['micro_f1']:.3f}, "
+              f"TF-IDF baseline (data README): micro-F1 {BASELINE['micro_f1']:.3f}, "
               f"macro-F1 {BASELINE['macro_f1']:.3f}.")
     print(f"Worker exit code {worker.returncode}; log in {run_dir / 'worker.log'}. "
           "Kafka is still running: `make kafka-stop` stops it.")
