@@ -138,17 +138,19 @@ def tail(
         consumer_timeout_ms=int(idle_timeout_s * 1000),
     )
     consumer.subscribe([topic])
-    seen = 0
+    progress = tqdm(desc=f"tail ← {topic}", unit="msg", total=max_messages, file=sys.stderr)
     try:
         for record in consumer:
-            out.write((record.value.decode("utf-8", "replace") if raw_json else format_labels(record.value)) + "\n")
+            value = record.value
+            out.write((value.decode("utf-8", "replace") if raw_json else format_labels(value)) + "\n")
             out.flush()
-            seen += 1
-            if max_messages is not None and seen >= max_messages:
+            progress.update()
+            if max_messages is not None and progress.n >= max_messages:
                 break
     finally:
         consumer.close()
-    return seen
+        progress.close()
+    return progress.n
 
 
 def _run_produce(args: argparse.Namespace) -> int:
