@@ -31,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import orjson  # noqa: E402
 import torch  # noqa: E402
+from _common import RESULTS  # noqa: E402
 
 from model_training.base_models import load_for_classification, load_tokenizer, resolve_base_model  # noqa: E402
 from model_training.batching import Collator, LengthGroupedBatchSampler  # noqa: E402
@@ -41,7 +42,6 @@ from model_training.tokenization import TokenizedSplit, tokenize_split  # noqa: 
 
 logger = logging.getLogger("train_throughput")
 
-RESULTS = Path(__file__).parent / "results"
 NOTEBOOK_LENGTH = 300
 BATCH_SIZE = 16
 

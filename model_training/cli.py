@@ -13,15 +13,13 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import orjson
 
-from model_training.errors import DataError
 from model_training.profiles import (
     PROFILES,
     TrainConfig,
     build_config,
-    default_data_dir,
+    data_or_default,
     default_output_dir,
 )
-from worker.checkpoint import CheckpointError
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -76,15 +74,6 @@ def _config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         for name in TrainConfig.model_fields
         if name != "profile" and getattr(args, name, None) is not None
     }
-
-
-def _data_or_default(data: str | None) -> str:
-    if data is not None:
-        return data
-    default = default_data_dir()
-    if default is None:
-        raise DataError("no --data given and ../shared/data/eurlex57k does not exist")
-    return str(default)
 
 
 def _print_json(value: Any) -> None:
@@ -142,7 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
 
     _set_threads(args.threads)
-    data = _data_or_default(args.data)
+    data = data_or_default(args.data)
     scored = score(
         Path(args.model),
         data,
@@ -198,24 +187,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_tune_thresholds(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
     from model_training.export import save_manifest  # noqa: PLC0415
-    from model_training.thresholds import tune_thresholds  # noqa: PLC0415
+    from model_training.thresholds import AT_LEAST_ONE_CHOICES, tune_thresholds  # noqa: PLC0415
 
     _set_threads(args.threads)
     scored = score(
         Path(args.model),
-        _data_or_default(args.data),
+        data_or_default(args.data),
         split=args.split,
         labels_file=args.labels,
         batch_size=args.batch_size,
         device=args.device,
     )
-    at_least_one = {"auto": None, "on": True, "off": False}[args.at_least_one]
     result = tune_thresholds(
         scored.labels,
         scored.probabilities,
         scored.manifest.label_names,
         min_positives=args.min_positives,
-        at_least_one=at_least_one,
+        at_least_one=AT_LEAST_ONE_CHOICES[args.at_least_one],
     )
     summary = {
         "thresholds": result.thresholds.model_dump(by_alias=True),
@@ -240,12 +228,10 @@ def cmd_tune_thresholds(args: argparse.Namespace) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     from model_training.baseline import BaselineSettings, run_baseline  # noqa: PLC0415
-    from model_training.documents import load_split  # noqa: PLC0415
-    from model_training.labels import labels_file_for_data, load_label_set  # noqa: PLC0415
+    from model_training.documents import label_set_for_data, load_split  # noqa: PLC0415
 
-    data = _data_or_default(args.data)
-    local = None if data.startswith("hf:") else Path(data)
-    label_set = load_label_set(Path(args.labels) if args.labels else labels_file_for_data(local))
+    data = data_or_default(args.data)
+    label_set = label_set_for_data(data, args.labels)
     train, dev, test = (load_split(data, split, label_set) for split in ("train", "dev", "test"))
     train = train.subset(args.train_subset, seed=0)
     settings = BaselineSettings(max_features=args.max_features, c=args.c, jobs=args.jobs)
@@ -441,7 +427,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return args.handler(args)
-    except (DataError, CheckpointError, ValueError) as exc:
+    except ValueError as exc:  # DataError and CheckpointError are ValueErrors
         logger.error("%s", exc)
         return 2
 

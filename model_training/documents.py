@@ -12,11 +12,9 @@ Sources:
   hub access; it is not available (nor tested) where neither is.
 """
 
-import gzip
 import hashlib
 import logging
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ import numpy as np
 import orjson
 
 from model_training.errors import DataError
-from model_training.labels import LabelSet
+from model_training.labels import LabelSet, labels_file_for_data, load_label_set
+from worker.document_files import DocumentFileError, document_lines
 from worker.tokenize_stage import model_text
 
 logger = logging.getLogger(__name__)
@@ -91,6 +90,12 @@ class Split:
         )
 
 
+def label_set_for_data(data: str, labels_file: str | None = None) -> LabelSet:
+    """The labels file given, else the one beside local ``data``, else the packaged labels."""
+    local = None if data.startswith(HF_PREFIX) else Path(data)
+    return load_label_set(Path(labels_file) if labels_file else labels_file_for_data(local))
+
+
 def load_split(
     data: str | Path, split: str, label_set: LabelSet, *, with_labels: bool = True
 ) -> Split:
@@ -127,12 +132,6 @@ def file_fingerprint(path: Path) -> str:
     return f"{path.name}:sha256:{digest.hexdigest()[:16]}"
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        yield from handle
-
-
 def read_jsonl(
     path: Path, label_set: LabelSet, *, with_labels: bool = True, name: str | None = None
 ) -> Split:
@@ -142,11 +141,10 @@ def read_jsonl(
         raise DataError(f"data file {path} does not exist")
     documents = []
     try:
-        for number, line in enumerate(_lines(path), start=1):
-            if line.strip():
-                documents.append(_parse_line(line, path, number, label_set, with_labels))
-    except (OSError, EOFError) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from exc
+        for number, line in document_lines(path):
+            documents.append(_parse_line(line, path, number, label_set, with_labels))
+    except DocumentFileError as exc:
+        raise DataError(str(exc)) from exc
     if not documents:
         raise DataError(f"{path} is empty: no documents in this split")
     logger.info("read %d documents from %s", len(documents), path)

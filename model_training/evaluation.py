@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.documents import Split, load_split
+from model_training.documents import HF_PREFIX, Split, load_split
 from model_training.inference import predict_probabilities
 from model_training.labels import LabelSet, labels_file_beside, load_label_set
 from model_training.metrics import compute_metrics, per_label_metrics
-from model_training.thresholds import threshold_array
 from model_training.tokenization import tokenize_split
 from schemas.manifest import CheckpointManifest
 from worker.checkpoint import Checkpoint, load_checkpoint
@@ -30,7 +29,7 @@ class Scored:
         return self.checkpoint.manifest
 
     def tuned_thresholds(self) -> np.ndarray:
-        return threshold_array(self.manifest.thresholds, self.manifest.label_names)
+        return np.asarray(self.manifest.threshold_vector(), dtype=np.float64)
 
     def metrics(self) -> dict[str, dict[str, float]]:
         """Metrics at 0.5 for every label and at the checkpoint's tuned thresholds."""
@@ -58,7 +57,7 @@ class Scored:
 
 def label_set_for(manifest: CheckpointManifest, data: str, labels_file: str | None) -> LabelSet:
     """The checkpoint's labels; a labels file given, or found beside the data, must match them."""
-    if labels_file is None and not data.startswith("hf:"):
+    if labels_file is None and not data.startswith(HF_PREFIX):
         beside = labels_file_beside(Path(data))
         labels_file = str(beside) if beside is not None else None
     if labels_file is None:

@@ -7,10 +7,9 @@ from typing import Any
 from model_training.documents import read_jsonl
 from model_training.inference import predict_probabilities
 from model_training.labels import LabelSet
-from model_training.metrics import predict
-from model_training.thresholds import threshold_array
 from model_training.tokenization import tokenize_split
 from worker.checkpoint import load_checkpoint
+from worker.decision import apply_thresholds
 
 SCORE_DIGITS = 6
 
@@ -31,10 +30,8 @@ def predict_file(
         batch_size=batch_size,
         description="predict",
     )
-    chosen = predict(
-        probabilities,
-        threshold_array(manifest.thresholds, names),
-        at_least_one=manifest.thresholds.at_least_one,
+    chosen = apply_thresholds(
+        probabilities, manifest.threshold_vector(), at_least_one=manifest.thresholds.at_least_one
     )
     for document, row, picked in zip(split.documents, probabilities, chosen, strict=True):
         order = sorted((int(i) for i in picked.nonzero()[0]), key=lambda i: -row[i])

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model_training.errors import DataError
 from model_training.tokenization import cache_root
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -114,6 +115,16 @@ def default_data_dir() -> Path | None:
         if candidate.is_dir():
             return candidate
     return None
+
+
+def data_or_default(data: str | None) -> str:
+    """``data`` when given, else the default data directory (``DataError`` when there is none)."""
+    if data is not None:
+        return data
+    default = default_data_dir()
+    if default is None:
+        raise DataError("no --data given and ../shared/data/eurlex57k does not exist")
+    return str(default)
 
 
 def default_output_dir(profile: str | None) -> Path:

@@ -18,6 +18,8 @@ from worker.decision import apply_thresholds
 
 logger = logging.getLogger(__name__)
 
+# The ``--at-least-one`` choices as ``tune_thresholds``' argument (auto: tune it both ways).
+AT_LEAST_ONE_CHOICES: dict[str, bool | None] = {"auto": None, "on": True, "off": False}
 GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 MIN_POSITIVES = 20
 SWEEPS = 2

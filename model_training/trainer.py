@@ -38,14 +38,20 @@ from model_training.base_models import (
     resolve_base_model,
 )
 from model_training.batching import Collator, LengthGroupedBatchSampler, TokenizedDataset
-from model_training.documents import Split, load_split, resolve_split_path
+from model_training.documents import (
+    HF_PREFIX,
+    Split,
+    label_set_for_data,
+    load_split,
+    resolve_split_path,
+)
 from model_training.errors import DataError
 from model_training.export import write_checkpoint
-from model_training.inference import predict_probabilities
-from model_training.labels import LabelSet, labels_file_for_data, load_label_set
+from model_training.inference import autocast_context, predict_probabilities
+from model_training.labels import LabelSet
 from model_training.metrics import compute_metrics
-from model_training.profiles import TrainConfig, default_data_dir
-from model_training.thresholds import threshold_array, tune_thresholds
+from model_training.profiles import TrainConfig, data_or_default
+from model_training.thresholds import AT_LEAST_ONE_CHOICES, threshold_array, tune_thresholds
 from model_training.tokenization import TokenizedSplit, cache_root, tokenize_split
 from schemas.manifest import CheckpointManifest
 
@@ -158,27 +164,15 @@ class Trainer:
         self._load_at_start = os.getloadavg()
 
     # ----------------------------------------------------------------- preparation
-    def _data_path(self) -> str:
-        if self.config.data is not None:
-            return self.config.data
-        default = default_data_dir()
-        if default is None:
-            raise DataError("no --data given and ../shared/data/eurlex57k does not exist")
-        return str(default)
-
     def prepare(self) -> Prepared:
         started = time.monotonic()
-        data = self._data_path()
-        local = None if data.startswith("hf:") else Path(data)
-        labels_path = (
-            Path(self.config.labels) if self.config.labels else labels_file_for_data(local)
-        )
-        label_set = load_label_set(labels_path)
+        data = data_or_default(self.config.data)
+        label_set = label_set_for_data(data, self.config.labels)
         train = load_split(data, "train", label_set).subset(
             self.config.train_subset, strategy=self.config.subset_strategy, seed=self.config.seed
         )
         dev = load_split(data, "dev", label_set)
-        test = self._optional_test(data, local, label_set)
+        test = self._optional_test(data, label_set)
         base = resolve_base_model(self.config.base_model)
         tokenizer = load_tokenizer(base.path)
         cache = cache_root() / "tokenized"
@@ -209,10 +203,10 @@ class Trainer:
         return prepared
 
     @staticmethod
-    def _optional_test(data: str, local: Path | None, label_set: LabelSet) -> Split | None:
-        if local is not None:
+    def _optional_test(data: str, label_set: LabelSet) -> Split | None:
+        if not data.startswith(HF_PREFIX):
             try:
-                resolve_split_path(local, "test")
+                resolve_split_path(Path(data), "test")
             except DataError:
                 return None
         return load_split(data, "test", label_set)
@@ -391,7 +385,7 @@ class Trainer:
 
     def _backward(self, parts: Parts, batch: dict[str, torch.Tensor]) -> None:
         progress = self.progress
-        with self._autocast():
+        with autocast_context(self.device, self.autocast_dtype):
             loss = parts.model(**batch).loss
         scaled = loss / self.config.grad_accum
         (parts.scaler.scale(scaled) if parts.scaler is not None else scaled).backward()
@@ -400,11 +394,6 @@ class Trainer:
         progress.tokens += int(batch["attention_mask"].sum())
         progress.epoch_loss[0] += float(loss.detach())
         progress.epoch_loss[1] += 1
-
-    def _autocast(self) -> Any:
-        if self.autocast_dtype is None:
-            return torch.autocast(device_type=self.device.type, enabled=False)
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def _optimizer_step(self, parts: Parts) -> None:
         if parts.scaler is not None:
@@ -476,13 +465,12 @@ class Trainer:
         dev_probabilities = self._best_dev_probabilities
         if dev_probabilities is None:
             dev_probabilities = score(prepared.dev, "dev")
-        at_least_one = {"auto": None, "on": True, "off": False}[self.config.at_least_one]
         tuning = tune_thresholds(
             prepared.dev.labels,
             dev_probabilities,
             names,
             min_positives=self.config.min_positives,
-            at_least_one=at_least_one,
+            at_least_one=AT_LEAST_ONE_CHOICES[self.config.at_least_one],
         )
         thresholds = tuning.thresholds
         vector = threshold_array(thresholds, names)
