@@ -54,6 +54,7 @@ class LocalBroker:
     data_dir: Path
     port: int = 0
     controller_port: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
     bootstrap: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +69,7 @@ class LocalBroker:
             "KAFKA_PORT": str(self.port),
             "KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "KAFKA_DATA_DIR": str(self.data_dir),
+            **self.extra_env,
         }
         return subprocess.run([str(KAFKA_SH), command], env=env, capture_output=True, text=True, timeout=timeout_s)
 

@@ -14,6 +14,7 @@
 #   KAFKA_CONTROLLER_PORT [19093]    CONTROLLER listener
 #   KAFKA_DATA_DIR [<repo>/.kafka]   config, pid file, broker log and log segments
 #   KAFKA_HEAP_OPTS [-Xms512m -Xmx1g]
+#   KAFKA_CLUSTER_ID [random]        used when formatting a new data dir
 #   KAFKA_START_TIMEOUT [90]  KAFKA_STOP_TIMEOUT [30]   seconds
 #   EUROVOC_CACHE [~/.cache/eurovoc-stream]   jars go to $EUROVOC_CACHE/kafka/<version>/libs
 # Chatter goes to stderr; stdout carries only the KAFKA_BOOTSTRAP line (start) or status.
@@ -110,10 +111,12 @@ EOF
 format_storage() {
     [[ -f $LOG_DIRS/meta.properties ]] && return
     local cluster_id output
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # $KAFKA_CLUSTER_ID, else a random UUID in Kafka's URL-safe base64 form; it may start with '-', so it is passed as
+    # --cluster-id=ID (a separate argument starting with '-' would be read as an option).
+    cluster_id=${KAFKA_CLUSTER_ID:-$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')}
     log "formatting $LOG_DIRS (cluster id $cluster_id)"
     output=$(java -cp "$LIBS/*" -Dlog4j2.configurationFile="$LOG4J_CONFIG" kafka.tools.StorageTool \
-        format --standalone -t "$cluster_id" --ignore-formatted -c "$CONFIG" 2>&1) \
+        format --standalone --cluster-id="$cluster_id" --ignore-formatted -c "$CONFIG" 2>&1) \
         || { echo "$output" >&2; die "formatting $LOG_DIRS failed"; }
 }
 
