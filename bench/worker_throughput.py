@@ -76,6 +76,7 @@ from worker.kafka_clients import build_consumer, build_producer  # noqa: E402
 from worker.metrics import WorkerMetrics  # noqa: E402
 from worker.rebalance import QueueingRebalanceListener  # noqa: E402
 from worker.sink import Sink  # noqa: E402
+from worker.health import WorkerNotReady, wait_until_ready  # noqa: E402
 
 logger = logging.getLogger("worker_throughput")
 
@@ -314,17 +315,11 @@ def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 def _wait_ready(port: int, proc: subprocess.Popen, log_path: Path, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the worker exited with {proc.returncode} before it was ready:\n"
-                               + log_path.read_text()[-3000:])
-        with contextlib.suppress(OSError):
-            if _get(port, "/readyz", timeout=1.0)[0] == 200:
-                return time.perf_counter()
-        time.sleep(0.01)
-    raise TimeoutError(f"the worker was not ready within {timeout_s:.0f}s:\n"
-                       + log_path.read_text()[-3000:])
+    try:
+        wait_until_ready(port, proc, timeout_s, interval_s=0.01)
+    except WorkerNotReady as exc:
+        raise RuntimeError(f"{exc}:\n" + log_path.read_text()[-3000:]) from exc
+    return time.perf_counter()
 
 
 def _logged_engine_settings(log_path: Path) -> dict | None:

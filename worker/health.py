@@ -9,8 +9,10 @@
 """
 
 import logging
+import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -98,3 +100,30 @@ class HealthServer:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class WorkerNotReady(RuntimeError):
+    """A worker process exited, or did not answer /readyz with 200, in time."""
+
+
+def wait_until_ready(
+    port: int,
+    process: subprocess.Popen,
+    timeout_s: float,
+    *,
+    host: str = "127.0.0.1",
+    interval_s: float = 0.1,
+) -> None:
+    """Poll a worker process's ``/readyz`` until it answers 200 (for tools that start workers)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise WorkerNotReady(f"the worker exited with code {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=1.0) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # not listening yet, or 503 (HTTPError is an OSError)
+            pass
+        time.sleep(interval_s)
+    raise WorkerNotReady(f"the worker was not ready within {timeout_s:g} s")

@@ -17,12 +17,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from schemas.labels import LabelsMessage
 from worker.checkpoint import read_manifest
 from worker.demo_io import ensure_topic, format_labels, produce, tail
+from worker.health import WorkerNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,21 +60,6 @@ def ensure_model() -> Path:
             check=True,
         )
     return model
-
-
-def wait_ready(port: int, worker: subprocess.Popen, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            sys.exit(f"the worker exited with code {worker.returncode} before it was ready")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"the worker was not ready within {timeout_s:.0f} s")
 
 
 def main() -> None:
@@ -117,7 +102,10 @@ def main() -> None:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_ready(args.metrics_port, worker)
+        try:
+            wait_until_ready(args.metrics_port, worker, timeout_s=120, interval_s=0.5)
+        except WorkerNotReady as exc:
+            sys.exit(str(exc))
         logger.info("worker ready (metrics on http://127.0.0.1:%d/metrics)", args.metrics_port)
         started = time.monotonic()
         sent = produce(args.documents, topics["documents"], bootstrap, limit=args.limit)

@@ -1,12 +1,15 @@
 """/healthz, /readyz and /metrics (worker.health) with a fake clock and a real HTTP server."""
 
+import subprocess
+import sys
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from worker.health import HealthServer, HealthState
+from worker.health import HealthServer, HealthState, WorkerNotReady, wait_until_ready
 
 
 class Clock:
@@ -80,3 +83,28 @@ def test_http_endpoints_answer_503_on_a_stalled_loop(served):
     status, body = _get(port, "/metrics")
     assert status == 200 and "eurovoc_documents_consumed_total 3.0" in body
     assert _get(port, "/nope")[0] == 404
+
+
+def test_wait_until_ready_returns_once_readyz_answers_200(served):
+    port, state, _ = served
+    state.tick()
+    state.model_loaded = True
+    threading.Timer(0.3, lambda: setattr(state, "joined", True)).start()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        wait_until_ready(port, sleeper, timeout_s=10, interval_s=0.05)
+        assert state.joined
+        state.joined = False
+        with pytest.raises(WorkerNotReady, match="not ready within 0.3 s"):
+            wait_until_ready(port, sleeper, timeout_s=0.3, interval_s=0.05)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_wait_until_ready_fails_at_once_when_the_worker_exits(served):
+    port, _, _ = served
+    exited = subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])
+    exited.wait()
+    with pytest.raises(WorkerNotReady, match="exited with code 2"):
+        wait_until_ready(port, exited, timeout_s=30)
