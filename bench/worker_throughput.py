@@ -60,13 +60,19 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from worker_engine import classify_benchmark  # noqa: E402
 
 from schemas.codec import encode_message  # noqa: E402
 from schemas.labels import LabelsMessage, ModelInfo  # noqa: E402
-from tests.kafka_fixtures import LocalBroker, admin_client, create_topic, free_ports  # noqa: E402
+from tests.kafka_fixtures import (  # noqa: E402
+    LocalBroker,
+    admin_client,
+    create_topic,
+    free_ports,
+    produce_messages,
+)
 from worker.config import load_settings  # noqa: E402
 from worker.consumer_loop import ConsumerLoop  # noqa: E402
 from worker.document_files import read_documents  # noqa: E402
@@ -195,15 +201,8 @@ def machine_info() -> dict:
 
 def produce(bootstrap: str, topic: str, records) -> None:
     """Send ``(key, value)`` pairs as the demo's producer does (gzip, acks=all) and flush."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                             batch_size=256 * 1024, compression_type="gzip")
-    try:
-        futures = [producer.send(topic, key=key, value=value) for key, value in records]
-        producer.flush(300)
-        for future in futures:
-            future.get(timeout=10)
-    finally:
-        producer.close(10)
+    produce_messages(bootstrap, topic, records, flush_timeout_s=300, acks="all", linger_ms=20,
+                     batch_size=256 * 1024, compression_type="gzip")
 
 
 @contextlib.contextmanager

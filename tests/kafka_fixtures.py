@@ -169,12 +169,23 @@ def _all_partitions_led(admin: KafkaAdminClient, topic: str, partitions: int) ->
     return description.get("error_code", 0) == 0 and len(led) == partitions
 
 
-def produce_messages(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> None:
-    """Sends ``(key, value)`` pairs, flushes, and raises if any send failed."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **CLIENT_TIMEOUTS)
+def produce_messages(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes]],
+    *,
+    flush_timeout_s: float = 60,
+    **producer_config,
+) -> None:
+    """Sends ``(key, value)`` pairs, flushes, and raises if any send failed.
+
+    ``producer_config`` overrides the KafkaProducer settings (e.g. compression for bulk loads).
+    """
+    config = {"linger_ms": 5, **CLIENT_TIMEOUTS, **producer_config}
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **config)
     try:
         futures = [producer.send(topic, key=key, value=value) for key, value in messages]
-        producer.flush(timeout=60)
+        producer.flush(timeout=flush_timeout_s)
         for future in futures:
             future.get(timeout=10)
     finally:
