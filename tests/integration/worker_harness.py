@@ -121,11 +121,14 @@ class WorkerProcess:
         raise AssertionError(f"no {name!r} event within {timeout_s}s; log:\n{self.log_text()[-5000:]}")
 
     def get(self, path: str) -> tuple[int, str]:
+        """``(status, body)``; ``(0, "")`` while nothing listens yet."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
                 return reply.status, reply.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except urllib.error.URLError:
+            return 0, ""
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
