@@ -112,6 +112,7 @@ class StreamProcessor:
         self._next_housekeeping = 0.0
         self._next_lag = 0.0
         self.lag = 0
+        self._lag_unknown = 0
 
     # -- control -----------------------------------------------------------------------------
 
@@ -167,6 +168,7 @@ class StreamProcessor:
                                       .max_poll_records)
         if self._listener.has_events() and self._rebalancer.handle(self._listener.drain()):
             self._pause_dirty = True
+            self._progress.mark(Event.ASSIGNMENT)
         if records:
             self._take(records, self._clock())
         self._submit_held()
@@ -242,22 +244,24 @@ class StreamProcessor:
     def update_lag(self, lookup_positions: bool = True) -> None:
         """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition
         (``lookup_positions=False``: no broker round trip, on the way out)."""
-        gauge, total = self._metrics.consumer_lag, 0
+        gauge, total, unknown = self._metrics.consumer_lag, 0, 0
         for tp in list(self._rebalancer.assigned):
             end = self._consumer.highwater(tp)
             committed = self._registry.committed(tp)
             if committed is None and end is not None and lookup_positions:
                 committed = self._consumer.position(tp, timeout_ms=200)
             if end is None or committed is None:
+                unknown += 1  # no fetch response yet: a consumer that never fetches stalls
                 continue
             lag = max(0, end - committed)
             gauge.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
-        self.lag = total
+        self.lag, self._lag_unknown = total, unknown
 
     def has_work(self) -> bool:
-        """Documents in flight or held, or lag (read by the watchdog's thread)."""
-        return bool(self._registry.count() or self._held or self.lag)
+        """Documents in flight or held, lag, or partitions never fetched from (read by the
+        watchdog's thread)."""
+        return bool(self._registry.count() or self._held or self.lag or self._lag_unknown)
 
     @property
     def rebalances(self) -> int:
@@ -290,8 +294,8 @@ class StreamProcessor:
         if unfinished:
             logger.warning("%d in-flight documents not finished: left uncommitted (re-read "
                            "later)", unfinished, extra={"event": "drain_incomplete"})
-        self._registry.drop(self._registry.partitions())
         self.update_lag(lookup_positions=False)
+        self._registry.drop(self._registry.partitions())
         try:
             self._consumer.close(autocommit=False, timeout_ms=1000)
         except Exception:  # noqa: BLE001

@@ -1,8 +1,9 @@
 """When each stage of the worker last made progress (read by the watchdog's thread).
 
 Progress is: a fetch returned records, the model scored a batch, the broker acknowledged an
-output or a dead letter, an offset commit succeeded. The steps and the processor mark it; the
-watchdog turns a worker that has work but no progress into a diagnosis, a 503 and an exit.
+output or a dead letter, an offset commit succeeded (and, to start the clock afresh, partitions
+were assigned). The steps and the processor mark it; the watchdog turns a worker that has work
+but no progress into a diagnosis, a 503 and an exit.
 """
 
 import time
@@ -17,6 +18,7 @@ class Event(StrEnum):
     BATCH = "batch scored"
     ACK = "acknowledgement"
     COMMIT = "commit"
+    ASSIGNMENT = "assignment"
 
 
 class Progress:

@@ -74,11 +74,11 @@ def test_a_topic_deleted_while_running_is_a_clear_fatal_error(kafka_bootstrap, t
 @pytest.mark.timeout(120)
 def test_readyz_follows_the_partitions_a_member_holds(kafka_bootstrap, topics, group_id,
                                                      tiny_model, workers):
-    produce_messages(kafka_bootstrap, topics, documents(40))
+    produce_messages(kafka_bootstrap, topics, documents(300))
     slow = {"EUROVOC_TEST_BATCH_DELAY_S": "0.5"}
     common = dict(bootstrap=kafka_bootstrap, topic=topics, group=group_id, model=tiny_model,
                   module="tests.integration.slow_worker", env=slow,
-                  extra=["--max-batch-size", "2"])
+                  extra=["--max-batch-size", "2", "--drain-timeout-s", "5"])
     first = start_worker(workers, name="first", **common)
     wait_until(lambda: first.get("/readyz")[0] == 200, 60, "the first worker ready")
     second = start_worker(workers, name="second", **common)
@@ -93,10 +93,16 @@ def test_readyz_follows_the_partitions_a_member_holds(kafka_bootstrap, topics, g
     assigned_at = min(_epoch(event["ts"]) for event in second.events("partitions_assigned"))
     first_ready = min(at for at, status in samples if status == 200)
     assert first_ready >= assigned_at - 0.05  # never ready before its partitions came
+
+    def busy() -> bool:
+        in_flight = metric_values(second.get("/metrics")[1], "eurovoc_in_flight_documents")
+        return in_flight.get("", 0) > 0
+
+    wait_until(busy, 30, "the second worker to have documents in flight")
     second.signal(signal.SIGTERM)
     wait_until(lambda: second.events("drain_start"), 10, "the drain to start")
-    assert second.get("/readyz") == (503, "stopping\n")
-    assert second.wait(40) == 0
+    assert second.get("/readyz") == (503, "stopping\n")  # still draining: 5 s of model work
+    assert second.wait(20) == 0
 
 
 @pytest.mark.timeout(120)

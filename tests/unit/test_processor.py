@@ -398,3 +398,15 @@ def test_readiness_follows_the_assignment_and_the_membership():
     rig.processor.request_stop("SIGTERM")
     rig.processor.run()
     assert rig.health.ready() == (False, "stopping")
+
+
+def test_partitions_never_fetched_from_count_as_work_for_the_watchdog():
+    # A consumer that joined and then never fetched (seen with kafka-python 3.0.x) has no
+    # lag to show; the watchdog must still see that there may be work.
+    rig = make({0: [], 1: []})
+    rig.start()
+    rig.processor.update_lag()
+    assert not rig.processor.has_work()  # fetched: nothing there
+    rig.consumer.highwater = lambda tp: None if tp == P1 else 0
+    rig.processor.update_lag()
+    assert rig.processor.has_work()
