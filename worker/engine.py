@@ -13,10 +13,8 @@ whose owner set ``cancelled`` wherever it finds it, without a result.
 
 Errors: a document that cannot be tokenized, or that runs out of memory even alone, comes back as a
 ``WorkResult`` with ``error`` set (→ a dead letter). Anything else that breaks a thread is fatal:
-``healthy()`` turns False and ``poll_results``/``submit`` raise :class:`EngineFailed`.
-
-All public methods are thread-safe; ``submit``, ``poll_results`` and ``pending`` are meant for the
-caller's thread while the engine's threads run.
+``healthy()`` turns False and ``poll_results``/``submit`` raise :class:`EngineFailed`. All public
+methods are thread-safe.
 """
 
 import copy
@@ -27,10 +25,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 from schemas.manifest import CheckpointManifest
-from worker.aggregation import WindowCollector
 from worker.batching import Pending, TokenBudgetBatcher
 from worker.checkpoint import load_checkpoint
 from worker.engine_batches import Job, Window, apply_scores, build_results, observe_batch
+from worker.engine_batches import queue_windows, take_group
 from worker.engine_config import EngineSettings, resolve_device, resolve_dtype
 from worker.metrics import WorkerMetrics
 from worker.model_runner import ModelRunner
@@ -226,13 +224,7 @@ class InferenceEngine:
                     self._inbox_ready.wait()
                 if self._stop_requested():
                     return
-                group = []
-                while self._inbox and len(group) < TOKENIZE_GROUP:
-                    job = self._inbox.popleft()
-                    if job.cancelled:
-                        self._release(job)
-                    else:
-                        group.append(job)
+                group = take_group(self._inbox, TOKENIZE_GROUP, self._release)
                 if not group:
                     continue
             started = time.perf_counter()
@@ -241,19 +233,8 @@ class InferenceEngine:
                 self.metrics.tokenize_seconds.observe(time.perf_counter() - started)
             with self._lock:
                 for job, result in zip(group, tokenized, strict=True):
-                    if job.cancelled:
-                        self._release(job)
-                        continue
-                    if isinstance(result, Exception):
-                        self._fail_job(job, f"tokenization failed: {result!r}")
-                    elif not result.windows:
-                        self._fail_job(job, "tokenization produced no tokens")
-                    else:
-                        job.tokenized = result
-                        job.collector = WindowCollector(len(result.windows), self.runner.n_labels)
-                        job.item.enter(Stage.BATCH_QUEUE)
-                        for index, ids in enumerate(result.windows):
-                            self._batcher.add(Window(job, index, ids), len(ids))
+                    queue_windows(job, result, self._batcher, self.runner.n_labels,
+                                  release=self._release, fail=self._fail_job)
                 self._work_ready.notify()
 
     def _inference_loop(self) -> None:

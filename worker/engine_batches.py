@@ -1,4 +1,5 @@
-"""What a scored batch means for its documents (the engine's inference thread, ``worker.engine``).
+"""The engine's bookkeeping of documents and windows (``worker.engine``): what a tokenized document
+adds to the batcher, and what a scored batch means for its documents.
 
 A document is a :class:`Job` (its ``WorkItem`` plus what the engine works out for it) and one
 :class:`Window` per model input (chunk mode cuts long documents into several). A batch mixes
@@ -6,17 +7,18 @@ windows of many documents; once all windows of a document are scored their proba
 aggregated and its label message is built.
 """
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from worker.aggregation import WindowCollector
-from worker.batching import Pending, batch_cost
+from worker.batching import Pending, TokenBudgetBatcher, batch_cost
 from worker.metrics import WorkerMetrics
 from worker.output_builder import OutputBuilder
 from worker.tokenize_stage import TokenizedDocument
-from worker.work_items import WorkItem, WorkResult
+from worker.work_items import Stage, WorkItem, WorkResult
 
 
 @dataclass(eq=False, slots=True)
@@ -39,6 +41,36 @@ class Window:
     job: Job
     index: int
     ids: list[int]
+
+
+def take_group(inbox: deque[Job], limit: int, release: Callable[[Job], None]) -> list[Job]:
+    """Up to ``limit`` jobs from the front of ``inbox``; cancelled ones are released instead."""
+    group: list[Job] = []
+    while inbox and len(group) < limit:
+        job = inbox.popleft()
+        if job.cancelled:
+            release(job)
+        else:
+            group.append(job)
+    return group
+
+
+def queue_windows(job: Job, tokenized: TokenizedDocument | Exception,
+                  batcher: TokenBudgetBatcher[Window], n_labels: int, *,
+                  release: Callable[[Job], None], fail: Callable[[Job, str], None]) -> None:
+    """A tokenized document's windows into the batcher (call with the engine's lock held)."""
+    if job.cancelled:
+        release(job)
+    elif isinstance(tokenized, Exception):
+        fail(job, f"tokenization failed: {tokenized!r}")
+    elif not tokenized.windows:
+        fail(job, "tokenization produced no tokens")
+    else:
+        job.tokenized = tokenized
+        job.collector = WindowCollector(len(tokenized.windows), n_labels)
+        job.item.enter(Stage.BATCH_QUEUE)
+        for index, ids in enumerate(tokenized.windows):
+            batcher.add(Window(job, index, ids), len(ids))
 
 
 def observe_batch(metrics: WorkerMetrics, batch: Sequence[Pending[Window]], taken_at: float,
