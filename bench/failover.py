@@ -4,9 +4,11 @@
 
 Three ``eurovoc-worker run`` processes (a tiny random checkpoint: the model is not what is
 measured) share a 6-partition topic that a producer here fills at ``--rate`` documents/s the
-whole time. After ``--warmup-s`` one worker is SIGKILLed; the run goes on for the session
-timeout + ``--after-s``. From the output topic (each label message names its source partition,
-its CreateTime is when the worker sent it) and the workers' partition events:
+whole time. Once each holds partitions and ``--warmup-s`` passed, one worker is SIGKILLed and,
+as an orchestrator would, a replacement is started at once (``--no-replacement``: not); the run
+goes on for the session timeout + ``--after-s``. From the output topic (each label message
+names its source partition, its CreateTime is when the worker sent it) and the workers'
+partition events:
 
 * ``survivor_gap_seconds``: per surviving worker, the longest time without an output of the
   partitions it held when the other was killed, from 5 s before the kill to the end (goal
@@ -36,28 +38,13 @@ from pathlib import Path
 from _common import REPO, RESULTS  # noqa: E402
 
 import orjson  # noqa: E402
-from kafka import KafkaProducer  # noqa: E402
 
+from tests.integration.worker_harness import feed, log_events, longest_gap, owned_at  # noqa: E402
 from tests.kafka_fixtures import LocalBroker, consume_all, create_topic, free_ports  # noqa: E402
 from tests.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 
 logger = logging.getLogger("failover")
 PARTITIONS = 6
-
-
-def produce_steadily(bootstrap: str, topic: str, rate: float, stop: threading.Event) -> int:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    sent = 0
-    started = time.monotonic()
-    while not stop.is_set():
-        doc_id = f"doc-{sent}"
-        producer.send(topic, key=doc_id.encode(), partition=sent % PARTITIONS,
-                      value=orjson.dumps({"id": doc_id, "text": "council regulation fish"}))
-        sent += 1
-        time.sleep(max(0.0, started + sent / rate - time.monotonic()))
-    producer.flush(30)
-    producer.close(5)
-    return sent
 
 
 def start_worker(command: list[str], name: str, bootstrap: str, topic: str, model: Path,
@@ -76,41 +63,13 @@ def start_worker(command: list[str], name: str, bootstrap: str, topic: str, mode
                                 stderr=subprocess.STDOUT), log_path
 
 
-def events(log_path: Path) -> list[dict]:
-    out = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
-
-def owned_at(log_path: Path, moment: float) -> set[int]:
-    """Partitions a worker held at ``moment`` (epoch seconds), from its partition events."""
-    owned: set[int] = set()
-    for entry in events(log_path):
-        kind = entry.get("event")
-        if kind not in ("partitions_assigned", "partitions_revoked", "partitions_lost"):
-            continue
-        if datetime.fromisoformat(entry["ts"]).timestamp() > moment:
-            break
-        partitions = {int(name.rsplit("/", 1)[1]) for name in entry["partitions"]}
-        owned = owned | partitions if kind == "partitions_assigned" else owned - partitions
-    return owned
-
-
-def longest_gap(times: list[float], start: float, end: float) -> float:
-    points = [start, *sorted(t for t in times if start <= t <= end), end]
-    return max(b - a for a, b in zip(points, points[1:]))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--session-timeout-ms", type=int, default=45_000)
     parser.add_argument("--rate", type=float, default=30.0, help="Documents produced per second.")
-    parser.add_argument("--warmup-s", type=float, default=20.0)
+    parser.add_argument("--warmup-s", type=float, default=10.0)
+    parser.add_argument("--replacement", action=argparse.BooleanOptionalAction, default=True,
+                        help="Start a fourth worker right after the kill.")
     parser.add_argument("--after-s", type=float, default=15.0)
     parser.add_argument("--worker-command", default=None,
                         help="Command that runs 'eurovoc-worker run' (default: this checkout's).")
@@ -152,14 +111,23 @@ def run(args, command: list[str], bootstrap: str, workdir: Path) -> dict:
     stop = threading.Event()
     sent: list[int] = []
     producer = threading.Thread(
-        target=lambda: sent.append(produce_steadily(bootstrap, topic, args.rate, stop)))
+        target=lambda: sent.append(feed(bootstrap, topic, PARTITIONS, args.rate, stop)))
     producer.start()
     workers = {name: start_worker(command, name, bootstrap, topic, model,
                                   args.session_timeout_ms, workdir)
                for name in ("w1", "w2", "w3")}
+    deadline = time.monotonic() + 180
+    while not all(owned_at(log_events(log.read_text(errors="replace").splitlines()), time.time())
+                  for _, log in workers.values()):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the three workers did not all get partitions within 180 s")
+        time.sleep(0.5)
     time.sleep(args.warmup_s)
     killed_at = time.time()
     workers["w3"][0].send_signal(signal.SIGKILL)
+    if args.replacement:
+        workers["w4"] = start_worker(command, "w4", bootstrap, topic, model,
+                                     args.session_timeout_ms, workdir)
     logger.info("killed w3; observing for %.0fs", args.session_timeout_ms / 1000 + args.after_s)
     time.sleep(args.session_timeout_ms / 1000 + args.after_s)
     end = time.time()
@@ -179,15 +147,17 @@ def run(args, command: list[str], bootstrap: str, workdir: Path) -> dict:
     for record in records:
         partition = orjson.loads(record.value)["source"]["partition"]
         by_partition.setdefault(partition, []).append(record.timestamp / 1000)
-    owners = {name: owned_at(log, killed_at) for name, (_, log) in workers.items()}
+    logs = {name: log_events(log.read_text(errors="replace").splitlines())
+            for name, (_, log) in workers.items()}
+    owners = {name: owned_at(logs[name], killed_at) for name in workers}
     gaps = {name: round(longest_gap([t for p in owners[name] for t in by_partition.get(p, [])],
                                     killed_at - 5, end), 2)
             for name in ("w1", "w2")}
     resumed = {p: round(min((t for t in by_partition.get(p, []) if t > killed_at),
                             default=float("nan")) - killed_at, 2) for p in sorted(owners["w3"])}
-    logs = {name: events(log) for name, (_, log) in workers.items()}
     return {
         "benchmark": "failover",
+        "replacement_started": args.replacement,
         "session_timeout_ms": args.session_timeout_ms,
         "rate_docs_per_second": args.rate,
         "documents_sent": sent[0],

@@ -4,13 +4,23 @@ stalled model, a broker restart. Each runs ``eurovoc-worker run`` as a subproces
 from __future__ import annotations
 
 import signal
+import threading
 import time
 import uuid
 
+import orjson
 import pytest
 
 from tests.integration.conftest import start_worker
-from tests.integration.worker_harness import TopicReader, documents, metric_values, wait_until
+from tests.integration.worker_harness import (
+    TopicReader,
+    documents,
+    feed,
+    longest_gap,
+    metric_values,
+    owned_at,
+    wait_until,
+)
 from tests.kafka_fixtures import LocalBroker, admin_client, create_topic, produce_messages
 from worker.topics import missing_topics
 
@@ -177,4 +187,49 @@ def _epoch(ts: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(ts).timestamp()
+
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_survivors_keep_working_while_a_killed_member_times_out(kafka_bootstrap, tiny_model,
+                                                                workers):
+    """Fault 8: with the cooperative assignor, one SIGKILLed worker and a replacement joining
+    (a rebalance that waits for the dead member's session), the survivors' partitions flow on.
+    kafka-python's poll() fetched nothing while its JoinGroup was pending."""
+    topic = f"failover-{uuid.uuid4().hex[:8]}"
+    for name in (topic, f"{topic}-out", f"{topic}-dlq"):
+        create_topic(kafka_bootstrap, name, 6)
+    session_s = 12
+    common = dict(bootstrap=kafka_bootstrap, topic=topic, group=f"g-{topic}", model=tiny_model,
+                  extra=["--session-timeout-ms", str(session_s * 1000)])
+    names = ["w1", "w2", "w3"]
+    started = {name: start_worker(workers, name=name, **common) for name in names}
+    stop = threading.Event()
+    feeder = threading.Thread(target=feed, args=(kafka_bootstrap, topic, 6, 40.0, stop),
+                              daemon=True)
+    feeder.start()
+    try:
+        for worker in started.values():
+            wait_until(lambda worker=worker: worker.get("/readyz")[0] == 200, 90, "ready")
+        time.sleep(3)
+        killed_at = time.time()
+        started["w3"].kill()
+        start_worker(workers, name="w4", **common)  # joining: a rebalance that waits for w3
+        time.sleep(session_s + 3)
+    finally:
+        stop.set()
+        feeder.join(10)
+    owned = {name: owned_at(started[name].events(), killed_at) for name in ("w1", "w2")}
+    reader = TopicReader(kafka_bootstrap, f"{topic}-out")
+    reader.poll(3000)
+    by_partition: dict[int, list[float]] = {}
+    for record in reader.records:
+        partition = orjson.loads(record.value)["source"]["partition"]
+        by_partition.setdefault(partition, []).append(record.timestamp / 1000)
+    reader.close()
+    for name, partitions in owned.items():
+        gap = longest_gap([t for p in partitions for t in by_partition.get(p, [])], killed_at,
+                          killed_at + session_s)
+        assert partitions and gap < session_s / 2, (name, gap)
 
