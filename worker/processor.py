@@ -290,6 +290,7 @@ class StreamProcessor:
             logger.warning("final commit failed", exc_info=True)
 
     def _close(self, outcome: Outcome) -> None:
+        self._chain.first.close()
         unfinished = self._registry.count()
         if unfinished:
             logger.warning("%d in-flight documents not finished: left uncommitted (re-read "

@@ -81,6 +81,7 @@ def test_a_topic_deleted_while_running_is_a_clear_fatal_error(kafka_bootstrap, t
     assert not _exists(kafka_bootstrap, f"{topics}-dlq")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_readyz_follows_the_partitions_a_member_holds(kafka_bootstrap, topics, group_id,
                                                      tiny_model, workers):
