@@ -263,10 +263,6 @@ class StreamProcessor:
         watchdog's thread)."""
         return bool(self._registry.count() or self._held or self.lag or self._lag_unknown)
 
-    @property
-    def rebalances(self) -> int:
-        return self._rebalancer.count
-
     # -- stopping ------------------------------------------------------------------------------
 
     def _drain(self) -> None:

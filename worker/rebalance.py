@@ -112,14 +112,12 @@ class Rebalancer:
         self._clock = clock
         self.assigned: set[TopicPartition] = set()
         self._eager_revoked: set[TopicPartition] = set()
-        self.count = 0
 
     def handle(self, events: list[RebalanceEvent]) -> bool:
         """Apply the events; True when partitions were added (their pause state must be set)."""
         added = False
         for event in events:
             partitions = set(event.partitions)
-            self.count += 1
             logger.info(
                 "partitions %s: %s", event.kind.value, sorted(map(tuple, partitions)),
                 extra={"event": f"partitions_{event.kind.value}",
