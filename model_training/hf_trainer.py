@@ -4,6 +4,8 @@ and the one method the stock Trainer needs changed (a reproducible length-groupe
 import os
 from pathlib import Path
 
+import numpy as np
+import torch
 from torch.utils.data import Sampler
 from transformers import Trainer, TrainingArguments
 
@@ -58,6 +60,32 @@ def training_arguments(
         dataloader_num_workers=0,
         disable_tqdm=not progress_bars,
     )
+
+
+def positive_weights(labels: np.ndarray) -> torch.Tensor:
+    """sqrt(negatives / positives) of each label (a label without positives gets 1)."""
+    positives = labels.sum(axis=0)
+    negatives = len(labels) - positives
+    ratio = np.where(positives > 0, negatives / np.maximum(positives, 1), 1.0)
+    return torch.from_numpy(np.sqrt(np.maximum(ratio, 1.0))).float()
+
+
+class WeightedBCE:
+    """The Trainer's ``compute_loss_func``: BCE with a positive-class weight per label,
+    normalised by the label entries of the whole accumulated (and distributed) batch."""
+
+    def __init__(self, pos_weight: torch.Tensor) -> None:
+        self.pos_weight = pos_weight
+
+    def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+        logits = outputs.logits.float()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits,
+            labels.float(),
+            pos_weight=self.pos_weight.to(logits.device),
+            reduction="sum",
+        )
+        return loss / (num_items_in_batch if num_items_in_batch is not None else labels.numel())
 
 
 class EurovocTrainer(Trainer):

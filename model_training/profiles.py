@@ -99,6 +99,11 @@ class TrainConfig(BaseSettings):
         "random", description="which documents the subset keeps: a random sample or the newest"
     )
     group_by_length: bool = Field(True, description="batch documents of similar length together")
+    pos_weight: Literal["none", "sqrt"] = Field(
+        "none",
+        description="BCE weight of each label's positives: sqrt = sqrt(negatives / positives) "
+        "in the training documents",
+    )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto",
         description="auto: bf16 on CUDA (fp16 without bf16), bf16 on a CPU with native bf16 "

@@ -33,7 +33,13 @@ from model_training.batching import TokenizedDataset, padding_collator
 from model_training.callbacks import ResumePointsCallback, TimeBudgetCallback, TrainLogCallback
 from model_training.errors import DataError
 from model_training.finish import export_trained
-from model_training.hf_trainer import BEST_METRIC, EurovocTrainer, training_arguments
+from model_training.hf_trainer import (
+    BEST_METRIC,
+    EurovocTrainer,
+    WeightedBCE,
+    positive_weights,
+    training_arguments,
+)
 from model_training.metrics import dev_metrics
 from model_training.precision import DevicePlan, plan_device
 from model_training.profiles import TrainConfig
@@ -121,6 +127,9 @@ def run_training(config: TrainConfig, output_dir: Path, *, resume: bool = False)
         eval_dataset=TokenizedDataset(data.dev),
         processing_class=data.tokenizer,
         compute_metrics=dev_metrics,
+        compute_loss_func=(
+            WeightedBCE(positive_weights(data.train.labels)) if config.pos_weight == "sqrt" else None
+        ),
         callbacks=[
             budget,
             points,

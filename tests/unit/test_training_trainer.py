@@ -3,6 +3,7 @@ resumes exactly."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from model_training.errors import DataError
 from model_training.evaluation import score
 from model_training.export import export_half_precision
+from model_training.hf_trainer import WeightedBCE, positive_weights
 from model_training.profiles import TrainConfig
 from model_training.trainer import LOG_FILE, STATE_DIR, run_training, saved_config
 from schemas.manifest import MANIFEST_FILENAME
@@ -159,3 +161,18 @@ def test_half_precision_export_stays_close(trained, workspace, tmp_path):
     full = score(trained.output_dir, str(data)).probabilities
     half = score(tmp_path / "fp16", str(data)).probabilities
     assert np.abs(full - half).max() < 0.01
+
+
+def test_positive_class_weights_and_their_loss(workspace, tmp_path):
+    labels = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=np.float32)
+    assert positive_weights(labels).tolist() == pytest.approx([1.0, 3**0.5, 1.0])
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    outputs = SimpleNamespace(logits=logits)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    assert WeightedBCE(torch.ones(3))(outputs, targets, num_items_in_batch=6) == pytest.approx(
+        float(plain)
+    )
+    assert WeightedBCE(torch.full((3,), 2.0))(outputs, targets) > plain
+    result = run_training(_config(workspace, pos_weight="sqrt", epochs=2), tmp_path / "weighted")
+    assert result.status == "complete" and result.manifest.training_args["pos_weight"] == "sqrt"
