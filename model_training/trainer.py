@@ -117,6 +117,7 @@ def run_training(config: TrainConfig, output_dir: Path, *, resume: bool = False)
             log_file.unlink(missing_ok=True)
     set_seed(config.seed)
     model = load_for_classification(data.base.path, data.label_set.names)
+    weighted = config.pos_weight == "sqrt"
     budget = TimeBudgetCallback(config.max_train_seconds)
     points = ResumePointsCallback(config.save_state_every, config.stop_after_steps)
     trainer = EurovocTrainer(
@@ -127,9 +128,7 @@ def run_training(config: TrainConfig, output_dir: Path, *, resume: bool = False)
         eval_dataset=TokenizedDataset(data.dev),
         processing_class=data.tokenizer,
         compute_metrics=dev_metrics,
-        compute_loss_func=(
-            WeightedBCE(positive_weights(data.train.labels)) if config.pos_weight == "sqrt" else None
-        ),
+        compute_loss_func=WeightedBCE(positive_weights(data.train.labels)) if weighted else None,
         callbacks=[
             budget,
             points,
