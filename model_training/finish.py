@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from transformers import PreTrainedModel
 
 from model_training.callbacks import write_log_line
@@ -29,6 +30,7 @@ def export_trained(
     version: str,
     training_record: dict[str, Any],
     log_file: Path,
+    device: torch.device | str = "cpu",
 ) -> CheckpointManifest:
     names = data.label_set.names
     write_checkpoint(
@@ -45,8 +47,9 @@ def export_trained(
         data_fingerprints=data.fingerprints(),
         extra_label_fields=data.label_set.extra,
     )
-    # Thresholds and metrics come from the exported checkpoint, as the worker will run it.
-    checkpoint = load_checkpoint(output_dir)
+    # Thresholds and metrics come from the exported checkpoint, as the worker will run it (on the
+    # device that trained it: a GPU scores dev and test in seconds where a CPU takes an hour).
+    checkpoint = load_checkpoint(output_dir, device=device)
 
     def score(split: str) -> np.ndarray:
         return predict_probabilities(

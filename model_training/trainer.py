@@ -164,6 +164,7 @@ def run_training(config: TrainConfig, output_dir: Path, *, resume: bool = False)
         version=config.version or datetime.now(UTC).strftime("%Y.%m.%d-%H%M"),
         training_record=record,
         log_file=log_file,
+        device=trainer.args.device,
     )
     shutil.rmtree(state_dir, ignore_errors=True)
     return TrainResult("complete", output_dir, summary, manifest)
