@@ -53,19 +53,22 @@ def set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The scoring flags' options (``--split``, ``--labels``, ``--batch-size``, ``--device``)
+    for ``score``/``retune``; sets ``--threads``."""
+    set_threads(args.threads)
+    return {
+        "split": args.split,
+        "labels_file": args.labels,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
 
-    set_threads(args.threads)
-    data = data_or_default(args.data)
-    scored = score(
-        Path(args.model),
-        data,
-        split=args.split,
-        labels_file=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    scored = score(Path(args.model), data_or_default(args.data), **scoring_options(args))
     manifest = scored.manifest
     summary = {
         "model": str(args.model),
@@ -114,14 +117,10 @@ def cmd_tune_thresholds(args: argparse.Namespace) -> int:
     from model_training.export import save_manifest  # noqa: PLC0415
     from model_training.retune import retune  # noqa: PLC0415
 
-    set_threads(args.threads)
     result = retune(
         Path(args.model),
         data_or_default(args.data),
-        split=args.split,
-        labels_file=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
+        **scoring_options(args),
         min_positives=args.min_positives,
         at_least_one=args.at_least_one,
     )
