@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from model_training.trainer import LOG_FILE, STATE_DIR
 from tests.e2e.cli_runner import run_cli
 from tests.unit.test_training_helpers import (
     LABEL_NAMES,
@@ -150,8 +151,16 @@ def test_tune_thresholds_and_baseline(trained, env, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["written"] and summary["thresholds"]["at_least_one"] is True
     assert summary["micro_f1"]["tuned"] >= summary["micro_f1"]["0.5"]
-    after = json.loads((output / "eurovoc.json").read_text())["thresholds"]
-    assert after == summary["thresholds"]
+    assert summary["metrics_refreshed"] == ["dev", "test"]
+    after = json.loads((output / "eurovoc.json").read_text())
+    assert after["thresholds"] == summary["thresholds"]
+    assert after["thresholds"]["tuned_on"] == after["data_fingerprints"]["dev"]
+    evaluated = json.loads(
+        train_cli("evaluate", "--model", str(output), "--data", str(data), "--json", env=env).stdout
+    )
+    assert evaluated["metrics"]["tuned"]["micro_f1"] == pytest.approx(
+        after["metrics"]["test"]["micro_f1"], abs=1e-6
+    )
     baseline = train_cli(
         "baseline",
         "--data",
@@ -188,3 +197,67 @@ def test_bad_inputs_exit_2_with_one_clear_line(trained, env, tmp_path):
         "evaluate", "--model", str(output), "--data", str(bad), env=env, check=False
     )
     assert unknown.returncode == 2 and "unknown label id 7" in unknown.stderr
+
+
+def test_thresholds_are_never_tuned_on_the_test_split(trained, env, tmp_path):
+    data, output = trained
+    before = (output / "eurovoc.json").read_text()
+    renamed = tmp_path / "held_out.jsonl"
+    renamed.write_bytes((data / "test.jsonl").read_bytes())
+    for args in (("--data", str(data), "--split", "test"), ("--data", str(renamed))):
+        refused = train_cli("tune-thresholds", "--model", str(output), *args, env=env, check=False)
+        assert refused.returncode == 2 and "refusing to tune thresholds" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert (output / "eurovoc.json").read_text() == before
+
+
+def test_export_half_keeps_the_dev_metrics_beside_its_check(trained, env, tmp_path):
+    data, output = trained
+    result = train_cli(
+        "export-half",
+        "--model", str(output),
+        "--output", str(tmp_path / "half"),
+        "--data", str(data),
+        "--max-change", "1",
+        env=env,
+    )  # fmt: skip
+    summary = json.loads(result.stdout)
+    source = json.loads((output / "eurovoc.json").read_text())["metrics"]
+    half = json.loads((tmp_path / "half" / "eurovoc.json").read_text())["metrics"]
+    assert half["dev"] == source["dev"] and half["dev@0.5"] == source["dev@0.5"]
+    assert half["test"]["micro_f1"] == pytest.approx(summary["micro_f1"]["half"])
+    assert half["half_precision@test"]["micro_f1_change"] == pytest.approx(
+        summary["micro_f1"]["change"]
+    )
+    assert "Half-precision check on test" in (tmp_path / "half" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_with_its_own_settings(env, tmp_path):
+    """Settings from ``EUROVOC_TRAIN_*`` (never the worker's ``EUROVOC_*``), an interruption, then
+    ``--resume`` with nothing but the output directory."""
+    data, base = make_data_dir(tmp_path / "data"), make_base_model(tmp_path / "base")
+    output = tmp_path / "model"
+    settings = {
+        "EUROVOC_TRAIN_BASE_MODEL": str(base),
+        "EUROVOC_TRAIN_DATA": str(data),
+        "EUROVOC_TRAIN_MAX_LENGTH": "64",
+        "EUROVOC_TRAIN_BATCH_SIZE": "8",
+        "EUROVOC_TRAIN_EPOCHS": "2",
+        "EUROVOC_TRAIN_THREADS": "1",
+        "EUROVOC_TRAIN_MIN_POSITIVES": "5",
+        "EUROVOC_TRAIN_SAVE_STATE_EVERY": "5",
+        "EUROVOC_MAX_LENGTH": "16",  # the worker's setting: must not reach training
+    }
+    first = train_cli(
+        "train", "--output", str(output), "--stop-after-steps", "5", env={**env, **settings}
+    )
+    assert f"--output {output} --resume" in first.stderr
+    assert (output / STATE_DIR / "checkpoint-5").is_dir() and not (output / "eurovoc.json").exists()
+    train_cli("train", "--output", str(output), "--resume", env=env)  # no settings given again
+    args = json.loads((output / "eurovoc.json").read_text())["training_args"]
+    assert args["max_length"] == 64 and args["epochs"] == 2 and args["stopped_by"] == "epochs"
+    assert args["steps"] == 2 * 64 // 8
+    log = [json.loads(line) for line in (output / LOG_FILE).read_text().splitlines()]
+    assert [row["epoch"] for row in log if row["event"] == "eval"] == [1.0, 2.0]
+    assert not (output / STATE_DIR).exists()
