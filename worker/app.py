@@ -4,7 +4,8 @@ Start-up order matters: the model is loaded (and warmed up) *before* the consume
 so no partition is assigned to a member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
-died, a delivery failed for good, Kafka unreachable or refusing); 2 invalid configuration;
+died, a delivery failed for good, Kafka unreachable); 2 invalid configuration (including Kafka
+refusing the credentials or a broker certificate that is not trusted);
 3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with 128 + signal number
 (at-least-once still holds: unfinished work was never committed).
 """
@@ -21,6 +22,7 @@ from worker.config import WorkerSettings
 from worker.consumer_loop import ConsumerLoop, ExitCode, Outcome
 from worker.engine_config import EngineSettings
 from worker.health import HealthServer, HealthState
+from worker.kafka_access import KafkaAccessDenied, KafkaUnreachable, check_kafka_access
 from worker.kafka_clients import build_consumer, build_producer
 from worker.logging_setup import setup_logging
 from worker.metrics import WorkerMetrics
@@ -89,6 +91,14 @@ def run_worker(
             ).start()
             logger.info("serving /metrics, /healthz, /readyz on port %d", server.port,
                         extra={"event": "http_listening", "port": server.port})
+        # Credentials and trust first: a refused login is a configuration error, and should not
+        # wait for the model to load (minutes on a GPU) to be reported.
+        try:
+            check_kafka_access(settings, settings.worker_id)
+        except KafkaAccessDenied as exc:
+            return _finish(Outcome(ExitCode.CONFIG, f"Kafka at {settings.bootstrap_servers}: {exc}"))
+        except KafkaUnreachable as exc:
+            return _finish(Outcome(ExitCode.FATAL, str(exc)))
         engine = (engine_factory or _default_engine_factory)(settings.engine_settings(), metrics)
         engine.start()
         health.engine_healthy = engine.healthy

@@ -1,4 +1,5 @@
-"""Worker settings: engine settings plus Kafka, delivery, dead-letter and operations settings.
+"""Worker settings: engine and Kafka connection settings plus topics, delivery, dead-letter and
+operations settings.
 
 Sources, highest priority first: command-line flags (``eurovoc-worker run --help``), ``EUROVOC_*``
 environment variables (``EUROVOC_BOOTSTRAP_SERVERS``, ``EUROVOC_MAX_IN_FLIGHT``...), an optional
@@ -13,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     CliSettingsSource,
@@ -24,6 +25,7 @@ from pydantic_settings import (
 )
 
 from worker.engine_config import EngineSettings
+from worker.kafka_settings import KafkaConnectionSettings
 
 ENV_PREFIX = "EUROVOC_"
 CONFIG_ENV = "EUROVOC_CONFIG"
@@ -37,7 +39,7 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class WorkerSettings(EngineSettings, BaseSettings):
+class WorkerSettings(EngineSettings, KafkaConnectionSettings, BaseSettings):
     """eurovoc-worker run: consume documents, classify them in micro-batches, publish labels."""
 
     model_config = SettingsConfigDict(
@@ -49,9 +51,6 @@ class WorkerSettings(EngineSettings, BaseSettings):
     )
 
     # --- Kafka topics and group -----------------------------------------------------------
-    bootstrap_servers: str = Field(
-        min_length=1, description="Comma-separated Kafka bootstrap servers, host:port."
-    )
     input_topic: str = Field(min_length=1, description="Topic of input documents.")
     output_topic: str = Field(min_length=1, description="Topic of label messages.")
     dlq_topic: str = Field(min_length=1, description="Dead-letter topic for unusable records.")
@@ -101,7 +100,6 @@ class WorkerSettings(EngineSettings, BaseSettings):
     fetch_max_wait_ms: int = Field(
         default=100, ge=0, description="How long the broker may hold a fetch for more data."
     )
-    request_timeout_ms: int = Field(default=30_000, ge=1000, description="Client request timeout.")
 
     # --- producer --------------------------------------------------------------------------
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
@@ -181,21 +179,6 @@ class WorkerSettings(EngineSettings, BaseSettings):
         default=1000, ge=1, description="Records the dead-letter ratio is measured over."
     )
 
-    # --- security ----------------------------------------------------------------------------
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="Kafka security protocol."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", None] = Field(
-        default=None, description="SASL mechanism (for SASL_PLAINTEXT / SASL_SSL)."
-    )
-    sasl_username: str | None = Field(default=None, description="SASL PLAIN/SCRAM user name.")
-    sasl_password: SecretStr | None = Field(default=None, description="SASL PLAIN/SCRAM password.")
-    ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
-    ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM).")
-    ssl_keyfile: Path | None = Field(default=None, description="Client private key (PEM).")
-    ssl_password: SecretStr | None = Field(default=None, description="Password of ssl_keyfile.")
-    ssl_check_hostname: bool = Field(default=True, description="Verify the broker host name.")
-
     # --- operations --------------------------------------------------------------------------
     metrics_host: str = Field(default="0.0.0.0", description="Address of the metrics server.")
     metrics_port: int = Field(
@@ -242,15 +225,6 @@ class WorkerSettings(EngineSettings, BaseSettings):
             raise ValueError(
                 "input_topic, output_topic and dlq_topic must be three different topics"
             )
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism is None:
-                raise ValueError(f"sasl_mechanism is required with {self.security_protocol}")
-            if self.sasl_mechanism != "GSSAPI" and (
-                not self.sasl_username or self.sasl_password is None
-            ):
-                raise ValueError(
-                    f"sasl_username and sasl_password are required with {self.sasl_mechanism}"
-                )
         if self.compression_type != "none":
             from kafka import codec
 
@@ -265,10 +239,6 @@ class WorkerSettings(EngineSettings, BaseSettings):
                     f"compression_type={self.compression_type}: its Python package is not "
                     "installed"
                 )
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{name}={path}: no such file")
         return self
 
     @property

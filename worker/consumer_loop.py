@@ -31,7 +31,7 @@ from kafka.errors import KafkaError
 from kafka.structs import MemberState, OffsetAndMetadata
 
 from schemas.codec import encode_message
-from schemas.dead_letter import ErrorType
+from schemas.dead_letter import ErrorType, replay_count
 from schemas.labels import SourceRef
 from worker.config import WorkerSettings
 from worker.dead_letters import DlqPolicy, build_dead_letter
@@ -104,14 +104,15 @@ class DeliveryRetries:
 class _Pending:
     """One consumed record until the broker acknowledged its output or dead letter."""
 
-    __slots__ = ("tp", "offset", "key", "value", "received_at", "item", "topic", "out_key",
-                 "out_value", "headers", "reason", "delivery", "retry_at")
+    __slots__ = ("tp", "offset", "key", "value", "replays", "received_at", "item", "topic",
+                 "out_key", "out_value", "headers", "reason", "delivery", "retry_at")
 
-    def __init__(self, tp, offset, key, value, received_at, item=None):
+    def __init__(self, tp, offset, key, value, received_at, item=None, replays=0):
         self.tp: TopicPartition = tp
         self.offset: int = offset
         self.key: bytes | None = key
         self.value: bytes | None = value
+        self.replays: int = replays  # the record's replay.count header
         self.received_at: float = received_at
         self.item: WorkItem | None = item
         self.topic: str | None = None
@@ -278,7 +279,8 @@ class ConsumerLoop:
                         tripped = True
                         break
                     policy.record_dead_letter(reason)
-                    entry = _Pending(tp, offset, record.key, record.value, now)
+                    entry = _Pending(tp, offset, record.key, record.value, now,
+                                     replays=replay_count(record.headers))
                     state.track(offset)
                     pending[(tp, offset)] = entry
                     self._send_dead_letter(entry, decoded.error_type, decoded.message)
@@ -289,7 +291,8 @@ class ConsumerLoop:
                         SourceRef.model_construct(topic=topic, partition=partition, offset=offset),
                         now,
                     )
-                    entry = _Pending(tp, offset, record.key, record.value, now, item)
+                    entry = _Pending(tp, offset, record.key, record.value, now, item,
+                                     replay_count(record.headers))
                     state.track(offset)
                     pending[(tp, offset)] = entry
                     items.append(item)
@@ -343,6 +346,7 @@ class ConsumerLoop:
             offset=entry.offset,
             worker_id=s.worker_id,
             max_value_bytes=s.dlq_max_value_bytes,
+            replay_count=entry.replays,
         )
         entry.topic = s.dlq_topic
         entry.out_key, entry.out_value, entry.headers = letter.key, letter.value, letter.headers
@@ -558,7 +562,7 @@ class ConsumerLoop:
                 self._consumer.resume(*paused)
         self._paused = want
         self._pause_dirty = False
-        self._metrics.paused_partitions.set(len(assignment) if want else 0)
+        self._metrics.set_paused(len(assignment) if want else 0)
 
     # -- periodic ------------------------------------------------------------------------------
 

@@ -318,6 +318,8 @@ class InferenceEngine:
             for entry in batch:
                 metrics.queue_seconds.observe(max(0.0, taken_at - entry.added_at))
             metrics.inference_seconds.observe(elapsed)
+            if scored.oom_splits:
+                metrics.oom_splits.inc(scored.oom_splits)
             metrics.batch_size.observe(len(batch))
             metrics.batch_tokens.observe(padded)
             metrics.padding_efficiency.observe(sum(entry.length for entry in batch) / padded)

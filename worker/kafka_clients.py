@@ -10,6 +10,7 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
 from worker.config import WorkerSettings
+from worker.kafka_settings import KafkaConnectionSettings
 
 _ASSIGNORS = {
     "cooperative-sticky": CooperativeStickyAssignor,
@@ -23,11 +24,11 @@ def is_cooperative(settings: WorkerSettings) -> bool:
     return settings.assignment_strategy == "cooperative-sticky"
 
 
-def security_config(settings: WorkerSettings) -> dict[str, Any]:
+def security_config(settings: KafkaConnectionSettings, client_id: str) -> dict[str, Any]:
     """Connection and security options shared by every client."""
     config: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()],
-        "client_id": settings.worker_id,
+        "client_id": client_id,
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": settings.request_timeout_ms,
         "bootstrap_timeout_ms": max(settings.request_timeout_ms, 10_000),
@@ -36,8 +37,9 @@ def security_config(settings: WorkerSettings) -> dict[str, Any]:
         config["sasl_mechanism"] = settings.sasl_mechanism
         if settings.sasl_username is not None:
             config["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        password = settings.read_sasl_password()
+        if password is not None:
+            config["sasl_plain_password"] = password.get_secret_value()
     if settings.security_protocol.endswith("SSL"):
         config["ssl_check_hostname"] = settings.ssl_check_hostname
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -50,7 +52,7 @@ def security_config(settings: WorkerSettings) -> dict[str, Any]:
 
 
 def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
-    config = security_config(settings)
+    config = security_config(settings, settings.worker_id)
     config.update(
         group_id=settings.group_id,
         group_instance_id=settings.group_instance_id,
@@ -76,7 +78,7 @@ def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
 
 
 def producer_config(settings: WorkerSettings) -> dict[str, Any]:
-    config = security_config(settings)
+    config = security_config(settings, settings.worker_id)
     config.update(
         acks="all",
         enable_idempotence=True,
@@ -101,4 +103,4 @@ def build_producer(settings: WorkerSettings) -> KafkaProducer:
 
 
 def build_admin(settings: WorkerSettings) -> KafkaAdminClient:
-    return KafkaAdminClient(**security_config(settings))
+    return KafkaAdminClient(**security_config(settings, settings.worker_id))

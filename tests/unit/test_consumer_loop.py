@@ -13,6 +13,7 @@ from kafka.errors import KafkaTimeoutError
 from kafka.future import Future
 from kafka.structs import ConsumerGroupMetadata, MemberState
 
+from schemas.dead_letter import DeadLetterHeaders
 from schemas.labels import LabelsMessage, ModelInfo
 from worker.config import load_settings
 from worker.consumer_loop import ConsumerLoop, DeliveryRetries, ExitCode
@@ -21,7 +22,7 @@ from worker.metrics import WorkerMetrics
 from worker.rebalance import QueueingRebalanceListener
 from worker.sink import Sink
 
-Record = namedtuple("Record", "offset key value")
+Record = namedtuple("Record", "offset key value headers", defaults=[()])
 TOPIC = "docs"
 P0, P1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
 
@@ -366,6 +367,20 @@ def test_bad_records_are_dead_lettered_and_committed():
     assert dead[0][:2] == (b"k1", b"not json")
     assert outputs(producer) == ["d0"]
     assert metrics.dead_lettered.labels("not_utf8")._value.get() == 1
+
+
+def test_a_replayed_records_count_is_carried_into_its_new_dead_letter():
+    consumer = FakeConsumer({P0: [b"not json", doc(1), doc(2)]})
+    replayed = [("replay.count", b"2"), ("other", b"x")]
+    consumer.data[P0] = [record._replace(headers=replayed) for record in consumer.data[P0][:2]] + [
+        consumer.data[P0][2]._replace(headers=[("replay.count", b"junk")])]
+    producer = FakeProducer()
+    loop, _ = make_loop(consumer, FakeEngine(fail_ids={"d1", "d2"}), producer)
+    assert run(loop, consumer).exit_code == ExitCode.OK
+    dead = [DeadLetterHeaders.from_kafka_headers(headers) for topic, _, _, headers in producer.sent
+            if topic == "dlq"]
+    assert [(h.error_type.value, h.replay_count, h.schema_version) for h in dead] == [
+        ("not_json", 2, 2), ("inference_failed", 2, 2), ("inference_failed", 0, 2)]
 
 
 def test_dlq_limit_stops_with_exit_3_and_commits_only_before_the_trip():
