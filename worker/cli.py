@@ -4,6 +4,7 @@
         --dlq-topic T --group-id G --model DIR          # the Kafka worker (worker.app)
     eurovoc-worker classify ...                         # files in, labels out (worker.classify)
     eurovoc-worker produce ... / tail ...               # demo I/O (worker.demo_io)
+    eurovoc-worker replay-dlq ...                       # dead letters back to the input topic
 
 ``run`` takes every ``WorkerSettings`` field as a flag (``run --help`` lists them with defaults
 and their ``EUROVOC_*`` variables); flags beat environment variables, which beat ``--config
@@ -16,7 +17,7 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
-from worker import __version__, classify, demo_io
+from worker import __version__, classify, demo_io, replay_cli
 from worker.config import (
     ConfigFileError,
     WorkerSettings,
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(subparsers)
     classify.register(subparsers)
     demo_io.register(subparsers)
+    replay_cli.register(subparsers)
     return parser
 
 

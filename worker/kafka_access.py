@@ -12,6 +12,7 @@ raises :class:`KafkaUnreachable` (exit 1) naming the last cause.
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Iterator
 
@@ -25,6 +26,12 @@ logger = logging.getLogger(__name__)
 ATTEMPT_S = 3.0
 """One bootstrap attempt: a reachable broker answers a login far faster."""
 _TRUST_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed", "Hostname mismatch")
+# A connection lost after the broker answered ApiVersions (its version is known), that is while
+# logging in. kafka-python 3.0.12 over TLS often loses the broker's SaslAuthenticate error when the
+# broker closes the connection right after it (upstream: dpkp/kafka-python#2994), so repeated
+# losses at that step are how a refused login shows.
+_LOST_DURING_LOGIN = re.compile(r"broker_version=\(\d[^)]*\) \(disconnected\)>: Connection lost")
+_LOGIN_LOSSES = 2
 
 
 class KafkaAccessDenied(RuntimeError):
@@ -52,10 +59,14 @@ class _Causes(logging.Handler):
 
     def denial(self, settings: KafkaConnectionSettings) -> str | None:
         """Why the brokers refused us, if they did."""
-        for exc in self.errors:
-            if isinstance(exc, SaslAuthenticationFailedError):
-                return (f"the brokers refused the SASL login of user {settings.sasl_username!r} "
-                        f"({settings.sasl_mechanism}): check sasl_username and the password")
+        refused = (f"the brokers refused the SASL login of user {settings.sasl_username!r} "
+                   f"({settings.sasl_mechanism}): check sasl_username and the password")
+        if any(isinstance(exc, SaslAuthenticationFailedError) for exc in self.errors):
+            return refused
+        if settings.security_protocol.startswith("SASL"):
+            losses = sum(bool(_LOST_DURING_LOGIN.search(message)) for message in self.messages)
+            if losses >= _LOGIN_LOSSES:
+                return f"{refused} (the brokers closed the connection at the login {losses} times)"
         for message in self.messages:
             if any(marker in message for marker in _TRUST_FAILURES):
                 reason = message.split("Handshake failed: ", 1)[-1].split(" (_ssl.c")[0]
