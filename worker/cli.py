@@ -70,11 +70,13 @@ def run_command(args: argparse.Namespace, source: CliSettingsSource) -> int:
         return _config_error(describe_validation_error(exc, whole="settings"))
     except (ConfigFileError, SettingsError, ValueError) as exc:
         return _config_error(str(exc))
-    # The worker (torch, transformers) is imported only once the settings are known to be valid.
+    # The checkpoint's manifest is checked at once; torch and transformers are imported by the
+    # engine, after the worker has checked its Kafka credentials.
     from worker.app import run_worker
-    from worker.checkpoint import CheckpointError
+    from worker.checkpoint_manifest import CheckpointError, read_manifest
 
     try:
+        read_manifest(settings.model)
         return run_worker(settings)
     except CheckpointError as exc:
         return _config_error(f"model: {exc}")

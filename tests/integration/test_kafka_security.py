@@ -15,7 +15,6 @@ import pytest
 
 from tests.integration.worker_harness import TopicReader, WorkerProcess, documents
 from tests.kafka_fixtures import LocalBroker, create_topic, free_ports, produce_messages
-from tests.tiny_checkpoint import make_tiny_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -32,13 +31,6 @@ def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroke
         yield broker
     finally:
         broker.stop()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-checkpoint")
-    make_tiny_checkpoint(path)
-    return path
 
 
 @pytest.fixture

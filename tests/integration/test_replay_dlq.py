@@ -6,8 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from datetime import UTC, datetime
-from pathlib import Path
 
 import orjson
 import pytest
@@ -21,7 +19,6 @@ from tests.kafka_fixtures import (
     end_offsets,
     produce_messages,
 )
-from tests.tiny_checkpoint import make_tiny_checkpoint
 from worker.dead_letters import build_dead_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -119,16 +116,14 @@ def test_invalid_settings_exit_2(kafka_bootstrap, dlq):
     assert code == 1 and "does not exist" in stderr
 
 
-def test_a_record_that_keeps_failing_stops_after_max_replays(kafka_bootstrap, tmp_path):
+def test_a_record_that_keeps_failing_stops_after_max_replays(kafka_bootstrap, tiny_model):
     """Worker -> dead letter -> replay -> worker -> dead letter with replay.count 1 -> ... -> skipped."""
-    model = tmp_path / "model"
-    make_tiny_checkpoint(model)
     topic = f"loop-{uuid.uuid4().hex}"
     for name in (topic, f"{topic}-out", f"{topic}-dlq"):
         create_topic(kafka_bootstrap, name, 1)
     produce_messages(kafka_bootstrap, topic, [(b"poison", b"{not json"), *documents(2)])
     worker = WorkerProcess(bootstrap=kafka_bootstrap, topic=topic, group=f"g-{uuid.uuid4().hex}",
-                           model=model).start()
+                           model=tiny_model).start()
     dead = TopicReader(kafka_bootstrap, f"{topic}-dlq")
     try:
         for round_ in range(3):  # two replays allowed, the third run skips it

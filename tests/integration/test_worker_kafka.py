@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import orjson
 import pytest
@@ -29,16 +28,8 @@ from tests.kafka_fixtures import (
     end_offsets,
     produce_messages,
 )
-from tests.tiny_checkpoint import make_tiny_checkpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-checkpoint")
-    make_tiny_checkpoint(path)
-    return path
 
 
 @pytest.fixture
