@@ -46,7 +46,7 @@ test: setup tools
 	$(PY) -m pytest
 
 ## test-unit: only the tests that need no broker
-test-unit: setup
+test-unit: setup tools
 	$(PY) -m pytest -m "not integration and not e2e"
 
 ## demo: set up, local Kafka, the default model, the worker, sample documents in, labels out

@@ -133,6 +133,7 @@ def test_run_flags_beat_the_environment(monkeypatch):
     monkeypatch.setenv("EUROVOC_LINGER_MS", "11")
     monkeypatch.setattr("worker.app.run_worker", lambda settings: seen.setdefault("s", settings)
                         and 0)
+    monkeypatch.setattr("worker.checkpoint_manifest.read_manifest", lambda path: None)
     assert cli.main(["run", *REQUIRED_FLAGS, "--max-in-flight", "20", "--no-warmup"]) == 0
     settings = seen["s"]
     assert (settings.max_in_flight, settings.linger_ms, settings.warmup) == (20, 11, False)
