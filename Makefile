@@ -76,6 +76,7 @@ schemas: setup
 ## bench: run the benchmarks (results JSON and plots under bench/results/)
 bench: setup
 	$(PY) bench/worker_throughput.py
+	$(PY) bench/failover.py
 	$(PY) bench/train_throughput.py
 
 clean:

@@ -3,11 +3,12 @@ from an unreachable broker, within seconds.
 
 kafka-python retries a failed SASL login or TLS handshake like any connection error until its
 bootstrap timeout, and then reports only "Unable to bootstrap". So before the worker (or
-``replay-dlq``) builds its clients, :func:`check_kafka_access` bootstraps an admin client in short
+``replay-dlq``) builds its clients, :func:`connect_admin` bootstraps an admin client in short
 attempts, with kafka-python's own log records captured instead of printed: the first attempt that
 fails on credentials or trust ends the check with :class:`KafkaAccessDenied` (a configuration
 error, exit 2); without such a cause it tries again until ``request_timeout_ms`` has passed and
-raises :class:`KafkaUnreachable` (exit 1) naming the last cause.
+raises :class:`KafkaUnreachable` (exit 1) naming the last cause. The worker goes on to check its
+topics with the admin client it returns (``worker.topics``), all before torch is imported.
 """
 
 import contextlib
@@ -93,8 +94,8 @@ def _captured_kafka_logs() -> Iterator[_Causes]:
         kafka_logger.propagate, kafka_logger.level = saved
 
 
-def check_kafka_access(settings: KafkaConnectionSettings, client_id: str) -> None:
-    """Return once a broker answered a metadata request with these settings; else raise
+def connect_admin(settings: KafkaConnectionSettings, client_id: str) -> KafkaAdminClient:
+    """An admin client, once a broker answered its metadata request with these settings; else
     :class:`KafkaAccessDenied` or :class:`KafkaUnreachable` with a message for the operator."""
     from worker.kafka_clients import security_config
 
@@ -116,5 +117,4 @@ def check_kafka_access(settings: KafkaConnectionSettings, client_id: str) -> Non
                         f"last error: {causes.last()})"
                     ) from None
                 continue
-            admin.close()
-            return
+            return admin

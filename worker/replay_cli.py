@@ -11,7 +11,7 @@ from pydantic_settings import CliSettingsSource, SettingsError
 
 from worker.config import add_settings_flags, flag_values
 from worker.decoding import describe_validation_error
-from worker.kafka_access import KafkaAccessDenied, KafkaUnreachable, check_kafka_access
+from worker.kafka_access import KafkaAccessDenied, KafkaUnreachable, connect_admin
 from worker.replay_dlq import CLIENT_ID, ReplayError, StopFlag, replay
 from worker.replay_settings import ReplaySettings
 
@@ -53,7 +53,7 @@ def run_command(args: argparse.Namespace, source: CliSettingsSource, out=sys.std
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
-        check_kafka_access(settings, CLIENT_ID)
+        connect_admin(settings, CLIENT_ID).close()
     except KafkaAccessDenied as exc:
         return _invalid(f"Kafka at {settings.bootstrap_servers}: {exc}")
     except KafkaUnreachable as exc:

@@ -12,6 +12,7 @@ from tests.deploy.worker_facts import setting_default, setting_env_names
 from worker.config import load_settings
 from worker.health import HealthServer, HealthState
 from worker.metrics import WorkerMetrics
+from worker.watchdog import EXIT_GRACE_S
 
 KUBERNETES_VERSION = "1.30"  # the oldest Kubernetes the manifests promise to fit
 BUILTIN_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
@@ -82,7 +83,7 @@ def test_the_settings_they_set_are_valid_worker_settings(rendered, tmp_path, mon
             value = str(stand_in)
         monkeypatch.setenv(name, value)
     settings = load_settings()
-    assert settings.group_instance_id == "eurovoc-worker-0"
+    assert settings.consumer.group_instance_id == "eurovoc-worker-0"
 
 
 def test_probes_hit_the_worker_endpoints_on_its_metrics_port(rendered):
@@ -103,22 +104,41 @@ def test_probes_hit_the_worker_endpoints_on_its_metrics_port(rendered):
             except urllib.error.HTTPError as exc:
                 return exc.code
 
-        # starting (model loading): alive, not ready
-        assert status(probes["startupProbe"]["path"]) == 200
-        assert status(probes["livenessProbe"]["path"]) == 200
-        assert status(probes["readinessProbe"]["path"]) == 503
-        state.model_loaded, state.joined = True, True
+        def statuses() -> tuple[int, int, int]:
+            return tuple(status(probes[kind]["path"])
+                         for kind in ("startupProbe", "livenessProbe", "readinessProbe"))
+
+        assert statuses() == (200, 200, 503)  # loading the model: alive, not ready
+        state.model_loaded = True
         state.tick()
-        assert status(probes["readinessProbe"]["path"]) == 200
-        assert status(probes["livenessProbe"]["path"]) == 200
+        assert statuses() == (200, 200, 503)  # joining the group: not ready yet
+        state.member = True
+        assert statuses() == (200, 200, 200)  # holds partitions
+        state.failure = "stalled: work to do and no progress"  # the watchdog's verdict
+        assert statuses()[:2] == (503, 503)
+        state.failure, state.stopping = None, True  # SIGTERM: draining
+        assert statuses() == (200, 200, 503)
     finally:
         server.stop()
+
+
+def test_probe_timings_fit_the_workers_own_stall_and_exit_timings(rendered):
+    """/healthz turns 503 only once the worker's watchdog found it stalled (after
+    stall_timeout_s), and the watchdog then exits 1 within EXIT_GRACE_S with a diagnosis: the
+    liveness probe is a backstop that must not kill the worker before it explains itself."""
+    container = rendered.container
+    liveness = container["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] > EXIT_GRACE_S
+    assert liveness["timeoutSeconds"] >= 2  # the HTTP thread shares the GIL with tokenizing
+    stall_s = float(rendered.env_values().get("EUROVOC_STALL_TIMEOUT_S",
+                                              setting_default("stall_timeout_s")))
+    assert stall_s >= 60  # above the slowest model batch of either overlay, with a margin
 
 
 def test_grace_period_covers_the_drain_timeout_with_a_margin(rendered):
     drain_s = float(rendered.env_values().get("EUROVOC_DRAIN_TIMEOUT_S", setting_default("drain_timeout_s")))
     grace_s = rendered.pod["spec"]["terminationGracePeriodSeconds"]
-    assert grace_s >= drain_s + 5 + GRACE_MARGIN_S
+    assert grace_s >= drain_s + EXIT_GRACE_S + GRACE_MARGIN_S
 
 
 def test_keda_scales_the_workers_group_on_its_input_lag_within_the_partitions(rendered):

@@ -12,6 +12,7 @@ from tests.deploy.manifests import load_yaml
 from tests.deploy.tools import DEPLOY, REPO, run_tool
 from tests.deploy.worker_facts import setting_default, setting_env_names
 from worker.config import load_settings
+from worker.watchdog import EXIT_GRACE_S
 
 LOCAL = DEPLOY / "local"
 COMPOSE = load_yaml(LOCAL / "docker-compose.yml")
@@ -58,8 +59,9 @@ def test_the_worker_is_built_from_the_cpu_image_with_real_settings(monkeypatch):
         monkeypatch.setenv(name, value)
     settings = load_settings()
     grace = int(re.fullmatch(r"(\d+)s", worker["stop_grace_period"]).group(1))
-    assert grace >= settings.drain_timeout_s + 5
-    assert worker["ports"] == [f"127.0.0.1:{settings.metrics_port}:{settings.metrics_port}"]
+    ops = settings.operations
+    assert grace >= ops.drain_timeout_s + EXIT_GRACE_S
+    assert worker["ports"] == [f"127.0.0.1:{ops.metrics_port}:{ops.metrics_port}"]
 
 
 def test_the_worker_reaches_the_broker_and_its_topics_exist():

@@ -1,10 +1,6 @@
 """What the deploy files must agree with, read from the worker's code (never a copied list)."""
 
-from pydantic import AliasChoices, AliasPath, BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings
-
-from worker.config import CONFIG_ENV, WorkerSettings
+from worker.config import CONFIG_ENV, ENV_PREFIX, WorkerSettings, setting_groups
 from worker.metrics import WorkerMetrics
 
 _SUFFIXES = {
@@ -16,40 +12,24 @@ _SUFFIXES = {
 }
 
 
-def _aliases(field: FieldInfo) -> list[str]:
-    alias = field.validation_alias or field.alias
-    if alias is None:
-        return []
-    choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
-    names = []
-    for choice in choices:
-        if isinstance(choice, AliasPath):
-            choice = choice.path[0]
-        if isinstance(choice, str):
-            names.append(choice)
+def setting_env_names() -> set[str]:
+    """Every environment variable the worker reads: ``EUROVOC_<NAME>`` for each setting (and
+    each old name still accepted) and ``EUROVOC_<GROUP>__<NAME>`` (upper case)."""
+    names = {CONFIG_ENV}
+    for group, settings in setting_groups(WorkerSettings).items():
+        for name, field_name in settings.items():
+            names.add(f"{ENV_PREFIX}{name}".upper())
+            names.add(f"{ENV_PREFIX}{group}__{field_name}".upper())
     return names
-
-
-def _env_names(model: type[BaseModel], prefix: str, delimiter: str | None) -> set[str]:
-    names: set[str] = set()
-    for name, field in model.model_fields.items():
-        # pydantic-settings: an alias is the whole variable name (no prefix)
-        names.update(_aliases(field) or [prefix + name])
-        nested = field.annotation
-        if delimiter and isinstance(nested, type) and issubclass(nested, BaseModel):
-            names |= _env_names(nested, f"{prefix}{name}{delimiter}", delimiter)
-    return names
-
-
-def setting_env_names(model: type[BaseSettings] = WorkerSettings) -> set[str]:
-    """Every environment variable the worker's settings model reads (upper case)."""
-    config = model.model_config
-    names = _env_names(model, config.get("env_prefix", ""), config.get("env_nested_delimiter"))
-    return {name.upper() for name in names} | {CONFIG_ENV}
 
 
 def setting_default(name: str):
-    return WorkerSettings.model_fields[name].get_default(call_default_factory=True)
+    """The default of a setting, by its flat name."""
+    for group, settings in setting_groups(WorkerSettings).items():
+        if name in settings:
+            model = WorkerSettings.model_fields[group].annotation
+            return model.model_fields[settings[name]].get_default(call_default_factory=True)
+    raise KeyError(f"{name} is not a worker setting")
 
 
 def metric_sample_names() -> set[str]:

@@ -45,7 +45,15 @@ def test_the_password_file_comes_from_the_environment(tmp_path, monkeypatch):
     secret.write_text("from-env-file")
     monkeypatch.setenv("EUROVOC_SASL_PASSWORD_FILE", str(secret))
     settings = load_settings(**REQUIRED, **SCRAM)
-    assert settings.read_sasl_password().get_secret_value() == "from-env-file"
+    assert settings.kafka.read_sasl_password().get_secret_value() == "from-env-file"
+
+
+def test_the_grouped_variable_names_the_password_file_too(tmp_path, monkeypatch):
+    secret = tmp_path / "p"
+    secret.write_text("grouped")
+    monkeypatch.setenv("EUROVOC_KAFKA__SASL_PASSWORD_FILE", str(secret))
+    settings = load_settings(**REQUIRED, **SCRAM)
+    assert consumer_config(settings)["sasl_plain_password"] == "grouped"
 
 
 @pytest.mark.parametrize(
