@@ -52,6 +52,8 @@ def test_the_dashboard_shows_what_the_operators_guide_promises():
         "eurovoc_batch_tokens_bucket", "eurovoc_padding_efficiency_sum",  # batches
         "eurovoc_documents_dead_lettered_total",  # dead letters by reason
         "eurovoc_model_info",  # model
+        "eurovoc_last_progress_timestamp_seconds", "eurovoc_oldest_in_flight_seconds",
+        "eurovoc_broker_connected",  # the watchdog's signals, as the stall alerts see them
     } <= used
     kinds = {panel["type"] for panel in panels()}
     assert {"heatmap", "timeseries", "table"} <= kinds
