@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 from kafka.errors import KafkaError
 
+from schemas.manifest import read_manifest
 from worker.classify_step import ClassifyStep
 from worker.commit_step import CommitStep, ConsumerCommitter
 from worker.config import WorkerSettings
@@ -66,8 +67,6 @@ def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
 def check_checkpoint(settings: EngineSettings) -> None:
     """The checkpoint's manifest is readable and fits the engine settings (``ValueError``
     naming the setting otherwise): before torch is even imported."""
-    from worker.checkpoint_manifest import read_manifest
-
     settings.resolve_max_length(read_manifest(settings.model).max_length)
 
 
@@ -174,7 +173,7 @@ def run_worker(
         except (KafkaUnreachable, KafkaError) as exc:
             return _finish(Outcome(ExitCode.FATAL, f"cannot reach Kafka at "
                                    f"{settings.kafka.bootstrap_servers}: {exc}"))
-        metrics.broker_connected.set(1)  # just reached; sampled by the watchdog once it runs
+        metrics.broker_connected.set(1)  # the broker just answered; the watchdog samples it next
         try:
             engine = (engine_factory or _default_engine_factory)(settings.engine, metrics)
         except ValueError as exc:  # CheckpointError included

@@ -18,8 +18,11 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from schemas.manifest import CheckpointManifest
-from worker.checkpoint_manifest import CheckpointError, read_manifest
+from schemas.manifest import (  # noqa: F401 - read_manifest re-exported
+    CheckpointError,
+    CheckpointManifest,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 

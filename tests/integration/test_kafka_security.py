@@ -98,7 +98,9 @@ def test_the_worker_labels_documents_through_sasl_ssl(sasl_broker, topic, tiny_m
     assert code == 0, worker.log_text()[-3000:]
     assert password(sasl_broker) not in worker.log_text()
     [start] = worker.events("start")
-    assert start["settings"]["sasl_password_file"] == sasl_broker.addresses["KAFKA_SASL_PASSWORD_FILE"]
+    kafka = start["settings"]["kafka"]
+    assert kafka["sasl_password_file"] == sasl_broker.addresses["KAFKA_SASL_PASSWORD_FILE"]
+    assert kafka["sasl_password"] is None
 
 
 def run_until_exit(worker: WorkerProcess) -> tuple[int, float]:

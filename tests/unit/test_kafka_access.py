@@ -1,15 +1,21 @@
 """How the first connection's failures are told apart, from kafka-python's own log records."""
 
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 from kafka.errors import KafkaConnectionError, SaslAuthenticationFailedError
 
+from tests.kafka_fixtures import free_ports
+from tests.tiny_checkpoint import make_tiny_checkpoint
 from worker.kafka_access import _captured_kafka_logs
 from worker.kafka_settings import KafkaConnectionSettings
 
 SASL = KafkaConnectionSettings(bootstrap_servers="b:9093", security_protocol="SASL_SSL",
                                sasl_mechanism="SCRAM-SHA-512", sasl_username="svc",
                                sasl_password="pw")
+REPO = Path(__file__).resolve().parents[2]
 LOST_AT_LOGIN = "<KafkaConnection node_id=bootstrap-0 broker_version=(4, 3) (disconnected)>: Connection lost: %s"
 
 
@@ -56,3 +62,26 @@ def test_kafka_python_logs_are_held_back_during_the_check_and_restored_after(cap
             logging.getLogger("kafka.net.manager").error("noise")
     assert "noise" not in caplog.text
     assert (kafka_logger.propagate, kafka_logger.level) == before
+
+
+def test_the_start_up_checks_run_before_torch_is_imported(tmp_path):
+    """A refused login or an unreachable broker must not wait for torch (seconds) and a model
+    load (minutes on a GPU) to be reported: the manifest and Kafka are checked first."""
+    model = tmp_path / "model"
+    make_tiny_checkpoint(model)
+    [port] = free_ports(1)  # nobody listens there
+    script = f"""
+import sys
+from worker import cli
+code = cli.main(["run", "--bootstrap-servers", "127.0.0.1:{port}", "--input-topic", "docs",
+                 "--output-topic", "labels", "--dlq-topic", "dlq", "--group-id", "g",
+                 "--model", {str(model)!r}, "--metrics-port", "-1", "--request-timeout-ms", "1000"])
+print("torch imported:", "torch" in sys.modules)
+sys.exit(code)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120, cwd=REPO)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert f"no broker of 127.0.0.1:{port} answered within 1 s" in output
+    assert "torch imported: False" in output
