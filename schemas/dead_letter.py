@@ -1,9 +1,19 @@
-"""Dead-letter records: the original key and value bytes, unchanged, with reason headers."""
+"""Dead-letter records: the original key and value bytes, unchanged, with reason headers.
 
+The headers are versioned (``schema.version``): version 1 (no version header) had no
+``replay.count``; version 2 adds it. ``replay.count`` is also the header that
+``eurovoc-worker replay-dlq`` puts on the input records it republishes, and the worker copies it
+into any new dead letter of such a record, so a record cannot be replayed forever.
+"""
+
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+
+DEAD_LETTER_SCHEMA_VERSION = 2
+REPLAY_COUNT_HEADER = "replay.count"
 
 
 class ErrorType(StrEnum):
@@ -22,6 +32,13 @@ class DeadLetterHeaders(BaseModel):
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
+    schema_version: int = Field(
+        default=DEAD_LETTER_SCHEMA_VERSION,
+        alias="schema.version",
+        ge=1,
+        le=DEAD_LETTER_SCHEMA_VERSION,
+        description="Version of these headers; a dead letter without it is version 1.",
+    )
     error_type: ErrorType = Field(alias="error.type")
     error_message: str = Field(alias="error.message")
     source_topic: str = Field(alias="source.topic")
@@ -36,6 +53,13 @@ class DeadLetterHeaders(BaseModel):
         description="Original value size when the value had to be cut to fit the dead-letter "
         "topic; absent when the value is the original, unchanged.",
     )
+    replay_count: int = Field(
+        default=0,
+        alias=REPLAY_COUNT_HEADER,
+        ge=0,
+        description="How often the record had been replayed from the dead-letter topic before "
+        "it failed again (0: never; absent in version 1).",
+    )
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
         """Headers as kafka-python expects them: ``[(name, utf-8 bytes), ...]``; unset ones left out."""
@@ -43,11 +67,25 @@ class DeadLetterHeaders(BaseModel):
         return [(name, str(value).encode("utf-8")) for name, value in dumped.items()]
 
     @classmethod
-    def from_kafka_headers(cls, headers: list[tuple[str, bytes]]) -> "DeadLetterHeaders":
-        return cls.model_validate({name: value.decode("utf-8") for name, value in headers})
+    def from_kafka_headers(cls, headers: Iterable[tuple[str, bytes]]) -> "DeadLetterHeaders":
+        """Parse a dead letter's headers, of any version (other headers are ignored)."""
+        values = {name: value.decode("utf-8") for name, value in headers}
+        values.setdefault("schema.version", "1")
+        return cls.model_validate(values)
+
+
+def replay_count(headers: Iterable[tuple[str, bytes]] | None) -> int:
+    """The ``replay.count`` header of a record (0 when absent or not a count)."""
+    for name, value in headers or ():
+        if name == REPLAY_COUNT_HEADER:
+            try:
+                return max(0, int(value.decode("ascii")))
+            except (UnicodeDecodeError, ValueError):
+                return 0
+    return 0
 
 
 # The headers every dead letter carries (optional ones, such as error.truncated_from, excluded).
 DEAD_LETTER_HEADERS = tuple(
-    field.alias for field in DeadLetterHeaders.model_fields.values() if field.is_required()
+    field.alias for field in DeadLetterHeaders.model_fields.values() if field.default is not None
 )

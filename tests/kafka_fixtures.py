@@ -56,6 +56,7 @@ class LocalBroker:
     controller_port: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     bootstrap: str = field(init=False)
+    addresses: dict[str, str] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         spare = iter(free_ports(2))
@@ -74,11 +75,15 @@ class LocalBroker:
         return subprocess.run([str(KAFKA_SH), command], env=env, capture_output=True, text=True, timeout=timeout_s)
 
     def start(self) -> str:
-        """Starts the broker (resolving Kafka through Maven on first use); returns its bootstrap."""
+        """Starts the broker (resolving Kafka through Maven on first use); returns its bootstrap.
+
+        Everything kafka.sh printed (``KEY=value`` lines) is kept in ``addresses``.
+        """
         result = self.kafka_sh("start")
         if result.returncode != 0:
             raise RuntimeError(f"kafka.sh start failed (exit {result.returncode}):\n{result.stderr}")
-        return result.stdout.strip().removeprefix("KAFKA_BOOTSTRAP=")
+        self.addresses = dict(line.split("=", 1) for line in result.stdout.split())
+        return self.addresses["KAFKA_BOOTSTRAP"]
 
     def stop(self) -> None:
         result = self.kafka_sh("stop")

@@ -1,7 +1,8 @@
 """The one place that composes a worker.
 
-    settings → logs → metrics and health endpoints → topics checked → model loaded → clients →
-    the chain of steps → the processor → watchdog, topic watch and signals → run → exit code
+    settings → logs → metrics and health endpoints → checkpoint manifest, Kafka access and
+    topics checked → model loaded → clients → the chain of steps → the processor → watchdog,
+    topic watch and signals → run → exit code
 
 The chain (``worker.steps``)::
 
@@ -9,15 +10,18 @@ The chain (``worker.steps``)::
                            │ rejected       │ failed      ▲
                            └────────► DeadLetterStep ─────┘
 
-Start-up order matters: the topics are checked before the model loads (a missing topic fails in
-seconds), and the model is loaded (and warmed up) before the consumer joins its group, so no
-partition is assigned to a member that cannot process it yet.
+Start-up order matters: the checkpoint's manifest, the Kafka credentials and the topics are
+checked before torch is imported and the model loads (a refused login, an untrusted certificate or
+a missing topic fails in seconds: ``worker.kafka_access``, ``worker.topics``), and the model is
+loaded (and warmed up) before the consumer joins its group, so no partition is assigned to a
+member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
-died, a delivery failed for good, Kafka unreachable or refusing, a topic deleted, the worker
-stalled, a shutdown past its deadline); 2 invalid configuration (a setting, the checkpoint, a
-missing topic); 3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with
-128 + signal number (at-least-once still holds: unfinished work was never committed).
+died, a delivery failed for good, Kafka unreachable, a topic deleted, the worker stalled, a
+shutdown past its deadline); 2 invalid configuration (a setting, the checkpoint, a missing topic,
+Kafka refusing the credentials or a broker certificate that is not trusted); 3 dead-letter limit
+tripped. A second SIGTERM/SIGINT exits at once with 128 + signal number (at-least-once still
+holds: unfinished work was never committed).
 """
 
 import logging
@@ -39,7 +43,8 @@ from worker.decode_step import DecodeStep
 from worker.engine_config import EngineSettings
 from worker.health import HealthServer, HealthState
 from worker.in_flight import InFlightRegistry
-from worker.kafka_clients import build_admin, build_consumer, build_producer
+from worker.kafka_access import KafkaAccessDenied, KafkaUnreachable, connect_admin
+from worker.kafka_clients import build_consumer, build_producer
 from worker.logging_setup import setup_logging
 from worker.metrics import WorkerMetrics
 from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
@@ -61,7 +66,7 @@ def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
 
 def check_checkpoint(settings: EngineSettings) -> None:
     """The checkpoint's manifest is readable and fits the engine settings (``ValueError``
-    naming the setting otherwise): seconds before the model would fail to load."""
+    naming the setting otherwise): before torch is even imported."""
     settings.resolve_max_length(read_manifest(settings.model).max_length)
 
 
@@ -160,13 +165,14 @@ def run_worker(
         except ValueError as exc:  # CheckpointError included
             return _finish(Outcome(ExitCode.CONFIG, f"invalid model or engine settings: {exc}"))
         try:
-            admin = build_admin(settings)
+            admin = connect_admin(settings.kafka, ops.worker_id)
             ensure_topics(admin, settings)
-        except KafkaError as exc:
+        except (KafkaAccessDenied, MissingTopics) as exc:
+            return _finish(Outcome(ExitCode.CONFIG, f"Kafka at {settings.kafka.bootstrap_servers}:"
+                                   f" {exc}"))
+        except (KafkaUnreachable, KafkaError) as exc:
             return _finish(Outcome(ExitCode.FATAL, f"cannot reach Kafka at "
-                                   f"{settings.kafka.bootstrap_servers}: {exc!r}"))
-        except MissingTopics as exc:
-            return _finish(Outcome(ExitCode.CONFIG, str(exc)))
+                                   f"{settings.kafka.bootstrap_servers}: {exc}"))
         metrics.broker_connected.set(1)  # the broker just answered; the watchdog samples it next
         try:
             engine = (engine_factory or _default_engine_factory)(settings.engine, metrics)

@@ -4,6 +4,7 @@
         --dlq-topic T --group-id G --model DIR          # the Kafka worker (worker.app)
     eurovoc-worker classify ...                         # files in, labels out (worker.classify)
     eurovoc-worker produce ... / tail ...               # demo I/O (worker.demo_io)
+    eurovoc-worker replay-dlq ...                       # dead letters back to the input topic
 
 ``run`` takes every setting as a flag, flat (``--max-in-flight``) or grouped
 (``--engine.max-in-flight``), generated from ``WorkerSettings`` by pydantic-settings (``run --help``
@@ -19,7 +20,7 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
-from worker import __version__, classify, demo_io
+from worker import __version__, classify, demo_io, replay_cli
 from worker.config import (
     ConfigFileError,
     WorkerSettings,
@@ -71,7 +72,8 @@ def run_command(args: argparse.Namespace, source: CliSettingsSource) -> int:
         return _config_error(describe_validation_error(exc, whole="settings"))
     except (ConfigFileError, SettingsError, ValueError) as exc:
         return _config_error(str(exc))
-    # The worker (torch, transformers) is imported only once the settings are known to be valid.
+    # torch and transformers are imported by the engine, once the worker has checked the
+    # checkpoint's manifest, its Kafka credentials and its topics (worker.app).
     from worker.app import run_worker
 
     return run_worker(settings)
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_parser(subparsers)
     classify.register(subparsers)
     demo_io.register(subparsers)
+    replay_cli.register(subparsers)
     return parser
 
 

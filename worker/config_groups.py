@@ -7,10 +7,11 @@ are unique across all groups, which is what keeps the flat names (``--max-in-fli
 
 import os
 import socket
-from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from worker.kafka_settings import KafkaConnectionSettings
 
 MIB = 1024 * 1024
 _FROZEN = ConfigDict(frozen=True, extra="forbid")
@@ -20,14 +21,11 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class KafkaSettings(BaseModel):
-    """Brokers, topics and security (every client)."""
+class KafkaSettings(KafkaConnectionSettings):
+    """Brokers and security (``worker.kafka_settings``, shared with replay-dlq) and topics."""
 
     model_config = _FROZEN
 
-    bootstrap_servers: str = Field(
-        min_length=1, description="Comma-separated Kafka bootstrap servers, host:port."
-    )
     input_topic: str = Field(min_length=1, description="Topic of input documents.")
     output_topic: str = Field(min_length=1, description="Topic of label messages.")
     dlq_topic: str = Field(min_length=1, description="Dead-letter topic for unusable records.")
@@ -42,37 +40,11 @@ class KafkaSettings(BaseModel):
     create_topics_replication_factor: int = Field(
         default=-1, ge=-1, description="Replicas of created topics; -1: the broker's default."
     )
-    request_timeout_ms: int = Field(default=30_000, ge=1000, description="Client request timeout.")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
-        default="PLAINTEXT", description="Kafka security protocol."
-    )
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI", None] = Field(
-        default=None, description="SASL mechanism (for SASL_PLAINTEXT / SASL_SSL)."
-    )
-    sasl_username: str | None = Field(default=None, description="SASL PLAIN/SCRAM user name.")
-    sasl_password: SecretStr | None = Field(default=None, description="SASL PLAIN/SCRAM password.")
-    ssl_cafile: Path | None = Field(default=None, description="CA bundle to verify brokers.")
-    ssl_certfile: Path | None = Field(default=None, description="Client certificate (PEM).")
-    ssl_keyfile: Path | None = Field(default=None, description="Client private key (PEM).")
-    ssl_password: SecretStr | None = Field(default=None, description="Password of ssl_keyfile.")
-    ssl_check_hostname: bool = Field(default=True, description="Verify the broker host name.")
 
     @model_validator(mode="after")
-    def _check(self) -> "KafkaSettings":
+    def _check_topics(self) -> "KafkaSettings":
         if len({self.input_topic, self.output_topic, self.dlq_topic}) != 3:
             raise ValueError("input_topic, output_topic and dlq_topic must be three different topics")
-        if self.security_protocol.startswith("SASL"):
-            if self.sasl_mechanism is None:
-                raise ValueError(f"sasl_mechanism is required with {self.security_protocol}")
-            if self.sasl_mechanism != "GSSAPI" and (
-                not self.sasl_username or self.sasl_password is None
-            ):
-                raise ValueError(
-                    f"sasl_username and sasl_password are required with {self.sasl_mechanism}")
-        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path is not None and not path.is_file():
-                raise ValueError(f"{name}={path}: no such file")
         return self
 
 

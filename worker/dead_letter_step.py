@@ -1,13 +1,16 @@
 """Dead-letter routing: a record that cannot be labelled becomes a dead letter for the produce step.
 
 Rejections come from the decode step (not UTF-8, not JSON, schema, empty, too large) and from
-the classify step (inference failed). Each record is counted once by the dead-letter limit, at
+the classify step (inference failed). A record that was replayed from the dead-letter topic
+(``eurovoc-worker replay-dlq``) carries its ``replay.count`` into its new dead letter, so that
+replay can stop a record that keeps failing. Each record is counted once by the dead-letter limit, at
 its final outcome: here when it is dead-lettered, by the classify step when it was labelled. The
 record that would break the limit is not sent: it and every later rejection are abandoned
 (never finished, never committed) and ``limit_reached`` names the cause, on which the processor
 stops with exit code 3 after finishing the work before it.
 """
 
+from schemas.dead_letter import replay_count
 from worker.dead_letters import DlqPolicy, build_dead_letter
 from worker.in_flight import InFlightRegistry
 from worker.steps import Step
@@ -46,7 +49,7 @@ class DeadLetterStep:
                 key=item.key, value=item.value, error_type=rejection.error_type,
                 message=rejection.message, topic=source.topic, partition=source.partition,
                 offset=source.offset, worker_id=self._worker_id,
-                max_value_bytes=self._max_value_bytes,
+                max_value_bytes=self._max_value_bytes, replay_count=replay_count(item.headers),
             )
             item.output = Output(self._topic, letter.key, letter.value, letter.headers)
         item.enter(Stage.PRODUCE)

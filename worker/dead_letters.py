@@ -1,7 +1,8 @@
 """Dead-letter records and the limit that stops a worker which would dead-letter everything.
 
 A dead letter carries the original key and value bytes unchanged, plus the ``DeadLetterHeaders``
-(reason, source topic/partition/offset, worker, time). A value above ``max_value_bytes`` (it could
+(reason, source topic/partition/offset, worker, time, and how often the record had already been
+replayed: the ``replay.count`` header of the input record). A value above ``max_value_bytes`` (it could
 not be produced: the broker's message size limit) is cut to that size and marked with the
 ``error.truncated_from`` header (``DeadLetterHeaders.error_truncated_from``): the original length.
 
@@ -38,6 +39,7 @@ def build_dead_letter(
     offset: int,
     worker_id: str,
     max_value_bytes: int,
+    replay_count: int = 0,
 ) -> DeadLetter:
     truncated_from = None
     if value is not None and len(value) > max_value_bytes:
@@ -52,6 +54,7 @@ def build_dead_letter(
         worker_id=worker_id,
         failed_at=datetime.now(UTC),
         error_truncated_from=truncated_from,  # None: no header
+        replay_count=replay_count,
     ).to_kafka_headers()
     if value is None and key is None:
         value = b""  # a record needs a key or a value

@@ -258,7 +258,8 @@ class InferenceEngine:
         started = time.perf_counter()
         scored = self.runner.score_batch([entry.payload.ids for entry in batch])
         if self.metrics is not None:
-            observe_batch(self.metrics, batch, taken_at, time.perf_counter() - started)
+            observe_batch(self.metrics, batch, taken_at, time.perf_counter() - started,
+                          scored.oom_splits)
         with self._lock:
             completed = apply_scores(batch, scored, self.settings.chunk_aggregation,
                                      release=self._release, fail=self._fail_job)

@@ -74,11 +74,13 @@ def queue_windows(job: Job, tokenized: TokenizedDocument | Exception,
 
 
 def observe_batch(metrics: WorkerMetrics, batch: Sequence[Pending[Window]], taken_at: float,
-                  seconds: float) -> None:
+                  seconds: float, oom_splits: int = 0) -> None:
     padded = batch_cost(batch)
     for entry in batch:
         metrics.queue_seconds.observe(max(0.0, taken_at - entry.added_at))
     metrics.inference_seconds.observe(seconds)
+    if oom_splits:
+        metrics.oom_splits.inc(oom_splits)
     metrics.batch_size.observe(len(batch))
     metrics.batch_tokens.observe(padded)
     metrics.padding_efficiency.observe(sum(entry.length for entry in batch) / padded)

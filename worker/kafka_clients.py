@@ -10,6 +10,7 @@ from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAs
 
 from worker.config import WorkerSettings
 from worker.group_consumer import GroupConsumer, Producer
+from worker.kafka_settings import KafkaConnectionSettings
 
 _ASSIGNORS = {
     "cooperative-sticky": CooperativeStickyAssignor,
@@ -23,12 +24,11 @@ def is_cooperative(settings: WorkerSettings) -> bool:
     return settings.consumer.assignment_strategy == "cooperative-sticky"
 
 
-def security_config(worker: WorkerSettings) -> dict[str, Any]:
-    """Connection and security options shared by every client."""
-    settings = worker.kafka
+def security_config(settings: KafkaConnectionSettings, client_id: str) -> dict[str, Any]:
+    """Connection and security options shared by every client (the worker's and replay-dlq's)."""
     config: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()],
-        "client_id": worker.operations.worker_id,
+        "client_id": client_id,
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": settings.request_timeout_ms,
         "bootstrap_timeout_ms": max(settings.request_timeout_ms, 10_000),
@@ -40,8 +40,9 @@ def security_config(worker: WorkerSettings) -> dict[str, Any]:
         config["sasl_mechanism"] = settings.sasl_mechanism
         if settings.sasl_username is not None:
             config["sasl_plain_username"] = settings.sasl_username
-        if settings.sasl_password is not None:
-            config["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+        password = settings.read_sasl_password()
+        if password is not None:
+            config["sasl_plain_password"] = password.get_secret_value()
     if settings.security_protocol.endswith("SSL"):
         config["ssl_check_hostname"] = settings.ssl_check_hostname
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
@@ -54,7 +55,7 @@ def security_config(worker: WorkerSettings) -> dict[str, Any]:
 
 
 def consumer_config(worker: WorkerSettings) -> dict[str, Any]:
-    config = security_config(worker)
+    config = security_config(worker.kafka, worker.operations.worker_id)
     settings = worker.consumer
     config.update(
         group_id=settings.group_id,
@@ -87,7 +88,7 @@ buffer is unbounded; the produce step bounds what it holds (``producer_buffer_by
 
 
 def producer_config(worker: WorkerSettings) -> dict[str, Any]:
-    config = security_config(worker)
+    config = security_config(worker.kafka, worker.operations.worker_id)
     settings = worker.producer
     config.update(
         acks="all",
@@ -114,4 +115,4 @@ def build_producer(settings: WorkerSettings) -> Producer:
 
 
 def build_admin(settings: WorkerSettings) -> KafkaAdminClient:
-    return KafkaAdminClient(**security_config(settings))
+    return KafkaAdminClient(**security_config(settings.kafka, settings.operations.worker_id))

@@ -1,5 +1,7 @@
 """The worker's Prometheus metrics: a fixed, documented set of names (see README)."""
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 _LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -63,6 +65,21 @@ class WorkerMetrics:
         self.paused_partitions = Gauge(
             "eurovoc_paused_partitions", "Assigned partitions paused by backpressure.", registry=r
         )
+        self._paused_since: float | None = None
+        self.paused_seconds = Gauge(
+            "eurovoc_paused_seconds",
+            "How long the partitions have been paused by backpressure without a resume; 0 while "
+            "fetching.",
+            registry=r,
+        )
+        self.paused_seconds.set_function(
+            lambda: 0.0 if self._paused_since is None else time.monotonic() - self._paused_since
+        )
+        self.oom_splits = Counter(
+            "eurovoc_oom_splits",
+            "Model batches split in halves after an out-of-memory error (GPU).",
+            registry=r,
+        )
         self.consumer_lag = Gauge(
             "eurovoc_consumer_lag",
             "End offset minus committed offset, per assigned partition.",
@@ -86,3 +103,11 @@ class WorkerMetrics:
             registry=r,
         )
         self.model_info = Info("eurovoc_model", "The loaded checkpoint.", registry=r)
+
+    def set_paused(self, partitions: int) -> None:
+        """Backpressure paused ``partitions`` partitions (0: fetching again)."""
+        self.paused_partitions.set(partitions)
+        if not partitions:
+            self._paused_since = None
+        elif self._paused_since is None:
+            self._paused_since = time.monotonic()

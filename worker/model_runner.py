@@ -29,6 +29,7 @@ class ScoredBatch:
 
     probabilities: np.ndarray
     errors: dict[int, str] = field(default_factory=dict)
+    oom_splits: int = 0  # times a (sub-)batch ran out of memory and was split in halves
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -131,10 +132,9 @@ class ModelRunner:
         A single sequence that still runs out of memory gets a NaN row and an entry in
         ``errors``; any other exception propagates (it is not the document's fault).
         """
-        probabilities = np.full((len(sequences), self.n_labels), np.nan, dtype=np.float32)
-        errors: dict[int, str] = {}
-        self._score_into(list(sequences), 0, probabilities, errors)
-        return ScoredBatch(probabilities, errors)
+        scored = ScoredBatch(np.full((len(sequences), self.n_labels), np.nan, dtype=np.float32))
+        self._score_into(list(sequences), 0, scored)
+        return scored
 
     def score(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """``n_sequences x n_labels`` float32 probabilities; raises if any sequence failed."""
@@ -148,13 +148,12 @@ class ModelRunner:
         self,
         sequences: list[Sequence[int]],
         offset: int,
-        out: np.ndarray,
-        errors: dict[int, str],
+        scored: ScoredBatch,
     ) -> None:
         if not sequences:
             return
         try:
-            out[offset : offset + len(sequences)] = self._score_tensor(sequences)
+            scored.probabilities[offset : offset + len(sequences)] = self._score_tensor(sequences)
             return
         except Exception as exc:
             if not is_out_of_memory(exc):
@@ -165,12 +164,13 @@ class ModelRunner:
         if len(sequences) == 1:
             length = len(sequences[0])
             logger.error("out of memory scoring one sequence of %d tokens", length)
-            errors[offset] = f"out of memory scoring a sequence of {length} tokens: {reason}"
+            scored.errors[offset] = f"out of memory scoring a sequence of {length} tokens: {reason}"
             return
         logger.warning("out of memory on a batch of %d; splitting it", len(sequences))
+        scored.oom_splits += 1
         half = len(sequences) // 2
-        self._score_into(sequences[:half], offset, out, errors)
-        self._score_into(sequences[half:], offset + half, out, errors)
+        self._score_into(sequences[:half], offset, scored)
+        self._score_into(sequences[half:], offset + half, scored)
 
     def _release_memory(self) -> None:
         if self.device.type == "cuda":

@@ -189,7 +189,7 @@ class StreamProcessor:
             for record in batch:
                 source = SourceRef.model_construct(topic=topic, partition=partition,
                                                    offset=record.offset)
-                item = WorkItem(source, now, record.key, record.value)
+                item = WorkItem(source, now, record.key, record.value, headers=record.headers)
                 registry.add(tp, item)
                 held.append(item)
             consumed += len(batch)
@@ -228,7 +228,7 @@ class StreamProcessor:
                 self._consumer.resume(*paused)
         self._paused = want
         self._pause_dirty = False
-        self._metrics.paused_partitions.set(len(assignment) if want else 0)
+        self._metrics.set_paused(len(assignment) if want else 0)
 
     # -- periodic ------------------------------------------------------------------------------
 

@@ -98,7 +98,9 @@ def test_missing_or_unknown_config_file(tmp_path):
         ({"heartbeat_interval_ms": 50_000}, "heartbeat_interval_ms"),
         ({"output_topic": "docs"}, "output_topic"),
         ({"security_protocol": "SASL_SSL"}, "sasl_mechanism"),
-        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "sasl_password"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}, "sasl_username"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "u"},
+         "sasl_password"),
         ({"compression_type": "zstd"}, "compression_type"),
         ({"group_instance_id": "bad id!"}, "group_instance_id"),
         ({"dlq_max_ratio": 0}, "dlq_max_ratio"),
@@ -195,7 +197,8 @@ def test_sasl_and_tls_settings_reach_every_kafka_client(tmp_path):
         "ssl_password": "keypass",
         "ssl_check_hostname": False,
     }
-    for config in (security_config(settings), consumer_config(settings), producer_config(settings)):
+    for config in (security_config(settings.kafka, "w"), consumer_config(settings),
+                   producer_config(settings)):
         assert {name: config.get(name) for name in expected} == expected
     assert "s3cret" not in json.dumps(settings.redacted())
 

@@ -238,6 +238,27 @@ def test_out_of_memory_on_one_document_is_an_error_result(engine):
     assert engine.healthy()
 
 
+def test_out_of_memory_splits_are_counted(checkpoint_dir):
+    metrics = WorkerMetrics()
+    engine = make_engine(checkpoint_dir, metrics)
+    inner = engine.runner._forward
+
+    def forward(inputs):  # only one sequence at a time fits
+        if inputs["input_ids"].shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return inner(inputs)
+
+    engine.runner._forward = forward
+    engine.start()
+    try:
+        engine.submit([item(f"doc{i}", 6) for i in range(4)])  # one group: one batch of 4
+        results = collect(engine, 4)
+        assert all(result.error is None for result in results.values())
+        assert metrics.oom_splits._value.get() >= 1
+    finally:
+        engine.stop()
+
+
 def test_a_fatal_error_surfaces(engine):
     def broken(inputs):
         raise RuntimeError("device lost")

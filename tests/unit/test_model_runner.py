@@ -103,6 +103,7 @@ def test_out_of_memory_splits_the_batch_in_halves(runner):
     assert scored.errors == {}
     np.testing.assert_allclose(scored.probabilities, expected, atol=1e-5)
     assert fake.batch_sizes == [8, 4, 2, 2, 4, 2, 2]
+    assert scored.oom_splits == 3  # 8 -> 4 + 4, each 4 -> 2 + 2
 
 
 def test_a_single_sequence_out_of_memory_is_a_per_sequence_error(runner):

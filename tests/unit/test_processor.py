@@ -10,6 +10,7 @@ import orjson
 import pytest
 from kafka import TopicPartition
 
+from schemas.dead_letter import DeadLetterHeaders
 from tests.fake_engine import FakeEngine
 from tests.fake_kafka import FakeBroker, FakeConsumer, FakeProducer
 from worker.app import build_processor
@@ -109,6 +110,7 @@ def test_backpressure_pauses_while_a_step_is_full_and_polling_goes_on():
     assert rig.engine.pending() == 8  # the classify step's capacity; the rest is held
     assert rig.consumer.paused_set == {P0, P1}
     assert rig.metric("eurovoc_paused_partitions") == 2
+    assert rig.metric("eurovoc_paused_seconds") > 0
     polls = rig.consumer.polls
     rig.processor.run_once()
     assert rig.consumer.polls == polls + 1  # still polling while paused
@@ -134,6 +136,7 @@ def test_partitions_resume_once_every_held_record_was_taken():
         rig.processor.run_once()
     assert rig.consumer.paused_set == set()  # the two held ones went in: fetching again
     assert rig.metric("eurovoc_paused_partitions") == 0
+    assert rig.metric("eurovoc_paused_seconds") == 0
 
 
 def test_revoke_finishes_and_commits_before_the_next_poll():
@@ -235,6 +238,19 @@ def test_bad_records_are_dead_lettered_and_committed():
     assert (b"k1", b"not json") in [(key, value) for key, value, _ in dead]
     assert rig.outputs() == ["d0"]
     assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_utf8") == 1
+
+
+def test_a_replayed_records_count_is_carried_into_its_new_dead_letter():
+    rig = make({0: [b"not json", doc(1), doc(2)]}, engine=FakeEngine(fail_ids={"d1", "d2"}))
+    log = rig.broker.topics[TOPIC][0]
+    replayed = [("replay.count", b"2"), ("other", b"x")]
+    log[:] = [log[0]._replace(headers=replayed), log[1]._replace(headers=replayed),
+              log[2]._replace(headers=[("replay.count", b"junk")])]
+    assert rig.run().exit_code == ExitCode.OK
+    dead = sorted((DeadLetterHeaders.from_kafka_headers(headers) for topic, _, _, headers
+                   in rig.producer.sent if topic == "dlq"), key=lambda h: h.source_offset)
+    assert [(h.error_type.value, h.replay_count, h.schema_version) for h in dead] == [
+        ("not_json", 2, 2), ("inference_failed", 2, 2), ("inference_failed", 0, 2)]
 
 
 def test_dlq_limit_stops_with_exit_3_and_commits_only_before_the_trip():

@@ -6,6 +6,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from schemas.dead_letter import replay_count
 from schemas import (
     DEAD_LETTER_HEADERS,
     CheckpointManifest,
@@ -104,7 +105,26 @@ def test_dead_letter_headers_round_trip():
     kafka_headers = headers.to_kafka_headers()
     assert [name for name, _ in kafka_headers] == list(DEAD_LETTER_HEADERS)
     assert dict(kafka_headers)["error.type"] == b"not_json"
+    assert dict(kafka_headers)["schema.version"] == b"2"
+    assert dict(kafka_headers)["replay.count"] == b"0"
     assert DeadLetterHeaders.from_kafka_headers(kafka_headers) == headers
+
+
+def test_version_1_dead_letters_still_parse():
+    version_1 = [("error.type", b"not_json"), ("error.message", b"x"), ("source.topic", b"docs"),
+                 ("source.partition", b"0"), ("source.offset", b"3"), ("worker.id", b"w"),
+                 ("failed_at", b"2026-11-25T12:00:00Z")]
+    headers = DeadLetterHeaders.from_kafka_headers(version_1)
+    assert (headers.schema_version, headers.replay_count) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "count"),
+    [(None, 0), ([], 0), ([("replay.count", b"3")], 3), ([("replay.count", b"x")], 0),
+     ([("replay.count", b"-2")], 0), ([("other", b"5"), ("replay.count", b"1")], 1)],
+)
+def test_replay_count_of_a_record(headers, count):
+    assert replay_count(headers) == count
 
 
 def test_dead_letter_truncation_header_only_when_cut():
