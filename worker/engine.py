@@ -33,7 +33,12 @@ from schemas.manifest import CheckpointManifest
 from worker.aggregation import WindowCollector
 from worker.batching import Pending, TokenBudgetBatcher, batch_cost
 from worker.checkpoint import load_checkpoint
-from worker.engine_config import EngineSettings, resolve_device, resolve_dtype
+from worker.engine_config import (
+    EngineSettings,
+    resolve_device,
+    resolve_dtype,
+    resolve_torch_threads,
+)
 from worker.metrics import WorkerMetrics
 from worker.model_runner import ModelRunner
 from worker.output_builder import OutputBuilder
@@ -134,13 +139,13 @@ class InferenceEngine:
         """Load the checkpoint, build the runner, warm it up (unless disabled). Not started."""
         device = resolve_device(settings.device)
         dtype = resolve_dtype(settings.dtype, device)
-        if settings.torch_threads is not None:
-            import torch
+        import torch
 
-            torch.set_num_threads(settings.torch_threads)
+        torch.set_num_threads(resolve_torch_threads(settings.torch_threads))
         checkpoint = load_checkpoint(settings.model, device=device, dtype=dtype)
         max_length = settings.resolve_max_length(checkpoint.manifest.max_length)
         runner = ModelRunner(checkpoint, max_length=max_length)
+        runner.compile(settings.torch_compile)
         if settings.warmup:
             runner.warmup(settings.max_batch_tokens, settings.max_batch_size)
         return cls(runner, settings, metrics)

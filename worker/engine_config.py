@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from worker.batching import PAD_MULTIPLE, padded_length
+from worker.compilation import CompileMode
+from worker.cpu_resources import cpu_computes_bf16, usable_cpus
 
 if TYPE_CHECKING:  # torch is imported where a device is resolved, not by the command line
     import torch
@@ -32,7 +34,9 @@ class EngineSettings(BaseModel):
         '"cuda:1".',
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description='Compute dtype; "auto" is bfloat16 on CUDA and float32 on CPU.'
+        default="auto",
+        description='Compute dtype; "auto" is bfloat16 on CUDA and on CPUs with native bf16 '
+        "arithmetic (AVX512-BF16, AMX), float32 on other CPUs.",
     )
     max_batch_tokens: int = Field(
         default=16384,
@@ -75,10 +79,19 @@ class EngineSettings(BaseModel):
         "before the consumer should pause.",
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="torch.set_num_threads for CPU inference; default: torch's."
+        default=None,
+        ge=1,
+        description="torch.set_num_threads for CPU inference; default: the cores the process may "
+        "use (affinity mask capped by the cgroup CPU quota).",
     )
     warmup: bool = Field(
         default=True, description="Run the model over the padded shapes once at start-up."
+    )
+    torch_compile: CompileMode = Field(
+        default="off",
+        description='torch.compile the model: "off" (eager), "default" (Inductor, dynamic '
+        'shapes), "reduce-overhead" (+ CUDA graphs; CUDA only), "max-autotune". Compiles at '
+        "warm-up.",
     )
 
     @model_validator(mode="after")
@@ -129,11 +142,17 @@ def resolve_device(device: str) -> "torch.device":
 
 
 def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
-    """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported) and on CPUs that compute
+    bf16 natively, float32 elsewhere."""
     import torch
 
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_computes_bf16() else torch.float32
+
+
+def resolve_torch_threads(torch_threads: int | None) -> int:
+    """The setting, else the cores this process may use."""
+    return torch_threads if torch_threads is not None else usable_cpus()

@@ -1,6 +1,7 @@
 """Run the classifier on padded batches: inference mode, sigmoid, OOM splitting, warm-up."""
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import torch
 from schemas.manifest import CheckpointManifest
 from worker.batching import PAD_MULTIPLE, padded_length
 from worker.checkpoint import Checkpoint, CheckpointError
+from worker.compilation import CompileMode, compiled_forward
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,22 @@ class ModelRunner:
         self.model.eval()
         # the forward call; tests replace it to simulate out-of-memory
         self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._model_forward
+        self.compile_mode: CompileMode = "off"
 
     @property
     def n_labels(self) -> int:
         return len(self.label_names)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile_mode != "off"
+
+    def compile(self, mode: CompileMode) -> None:
+        """Run the forward pass through ``torch.compile`` (``off``: eager; see
+        ``worker.compilation``). Compilation itself happens on the first batches: warm up."""
+        if mode != "off":
+            self._forward = compiled_forward(self.model, mode, self.device.type)
+            self.compile_mode = mode
 
     # -- padding and forward -------------------------------------------------------------
 
@@ -110,9 +124,12 @@ class ModelRunner:
             return_attention_mask=True,
             return_tensors="pt",
         )
+        tensors = (padded[name] for name in ("input_ids", "attention_mask"))
+        if self.device.type == "cuda":  # page-locked, so the copies really are asynchronous
+            tensors = (tensor.pin_memory() for tensor in tensors)
         return {
-            name: padded[name].to(self.device, non_blocking=True)
-            for name in ("input_ids", "attention_mask")
+            name: tensor.to(self.device, non_blocking=True)
+            for name, tensor in zip(("input_ids", "attention_mask"), tensors, strict=True)
         }
 
     def _model_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,8 +217,9 @@ class ModelRunner:
         self, max_batch_tokens: int, max_batch_size: int, time_budget_s: float | None = None
     ) -> int:
         """Run the warm-up shapes; stop early once ``time_budget_s`` is spent. Returns runs."""
-        if time_budget_s is None:
-            time_budget_s = 60.0 if self.device.type == "cuda" else 3.0
+        if time_budget_s is None:  # a compiled model compiles its shapes here: all of them
+            time_budget_s = math.inf if self.compiled else (
+                60.0 if self.device.type == "cuda" else 3.0)
         fill = self.tokenizer.cls_token_id
         if fill is None:
             fill = self.tokenizer.unk_token_id or 0

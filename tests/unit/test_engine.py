@@ -17,6 +17,7 @@ from schemas.document import InputDocument  # noqa: E402
 from schemas.labels import SourceRef  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noqa: E402
 from worker.checkpoint import load_checkpoint  # noqa: E402
+from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 from worker.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult  # noqa: E402
 from worker.engine_config import EngineSettings, resolve_device, resolve_dtype  # noqa: E402
 from worker.metrics import WorkerMetrics  # noqa: E402
@@ -90,6 +91,7 @@ def test_settings_defaults_and_validation(tmp_path):
     assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (64, 8, "max")
     assert (config.max_chars_per_token, config.max_queued_documents) == (12, 256)
     assert config.torch_threads is None and config.warmup is True
+    assert config.torch_compile == "off"
     assert all(field.description for field in EngineSettings.model_fields.values())
     with pytest.raises(ValidationError):
         config.max_batch_size = 3  # frozen
@@ -113,7 +115,8 @@ def test_settings_defaults_and_validation(tmp_path):
 
 def test_device_and_dtype_resolution():
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu) == torch.float32
+    native_bf16 = cpu_computes_bf16()
+    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if native_bf16 else torch.float32)
     assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
     assert resolve_device("cpu") == cpu
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -345,7 +348,9 @@ def test_from_settings_loads_and_warms_up(checkpoint_dir):
         EngineSettings(model=checkpoint_dir, device="cpu", warmup=True, max_length=32), metrics
     )
     assert engine.max_length == 32
-    assert engine.runner.dtype == torch.float32
+    assert engine.runner.dtype == resolve_dtype("auto", torch.device("cpu"))
+    assert torch.get_num_threads() == usable_cpus()  # torch_threads=None: the usable cores
+    torch.set_num_threads(1)
     assert engine.manifest.name == "tiny-random-bert"
     with engine:
         engine.submit([item("x", 100)])

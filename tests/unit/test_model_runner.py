@@ -140,3 +140,27 @@ def test_warmup_runs_bounded_padded_shapes(runner):
     assert runner.warmup(512, 64) == len(shapes)
     assert calls == shapes
     assert runner.warmup(512, 64, time_budget_s=0.0) <= 1
+
+
+def test_compiled_forward_gives_the_eager_scores(runner, checkpoint_dir, monkeypatch):
+    """torch.compile wiring, with the 'eager' backend (Inductor would compile C++ for minutes)."""
+    from worker import compilation
+
+    batch = [encode(runner, text) for text in ("council regulation on fish", "milk wine " * 9)]
+    eager = runner.score(batch)
+    calls = []
+
+    def fake_compiled_forward(model, mode, device_type):
+        calls.append((mode, compilation.effective_mode(mode, device_type)))
+        return compilation.compiled_forward(model, mode, device_type, backend="eager")
+
+    monkeypatch.setattr("worker.model_runner.compiled_forward", fake_compiled_forward)
+    runner.compile("off")
+    assert not runner.compiled and calls == []
+    runner.compile("reduce-overhead")  # CUDA graphs: on a CPU this falls back to 'default'
+    assert runner.compiled and calls == [("reduce-overhead", "default")]
+    np.testing.assert_allclose(runner.score(batch), eager, atol=1e-6)
+    # a compiled model compiles every warm-up shape at start-up, whatever the CPU time budget
+    assert runner.warmup(512, 64) == len(runner.warmup_shapes(512, 64))
+    with pytest.raises(ValueError, match="off"):
+        compilation.compiled_forward(runner.model, "off", "cpu")
