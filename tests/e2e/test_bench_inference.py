@@ -65,3 +65,19 @@ def test_quick_json_has_every_row_and_writes_results(tmp_path):
     mixed = next(row for row in measured if row["name"].startswith("mixed-engine"))
     assert mixed["padding_efficiency"] > rows["mixed-notebook"]["padding_efficiency"]
     assert result["machine"]["cpus_usable"] >= 1 and result["comparison"]["best_engine_row"]
+
+
+def test_random_checkpoint_of_a_given_size_loads_like_a_trained_one(tmp_path):
+    sys.path.insert(0, str(REPO / "bench"))
+    from random_checkpoint import write_random_checkpoint
+
+    from worker.checkpoint import load_checkpoint
+    from worker.model_runner import ModelRunner
+
+    make_tiny_checkpoint(tmp_path / "trained", max_length=64)
+    path = write_random_checkpoint(tmp_path / "random", "tiny", 96, tmp_path / "trained")
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.manifest.max_length == 96 and len(checkpoint.manifest.labels) == 21
+    assert checkpoint.model.config.num_hidden_layers == 2
+    scores = ModelRunner(checkpoint).score([[2, 10, 11, 3]])
+    assert scores.shape == (1, 21)
