@@ -57,6 +57,30 @@ class RowResult:
     extra: dict = field(default_factory=dict)
 
 
+class MachineWindow:
+    """CPU seconds the rest of the machine used while a row was timed (the machine is shared):
+    ``/proc/stat`` busy time minus this process's own CPU time, per second of wall time."""
+
+    def __enter__(self) -> "MachineWindow":
+        self.start = (time.perf_counter(), _machine_busy_seconds(), time.process_time())
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        wall, busy, own = (end - start for end, start in zip(
+            (time.perf_counter(), _machine_busy_seconds(), time.process_time()), self.start,
+            strict=True))
+        self.other_cores = round(max(0.0, busy - own) / wall, 3) if busy is not None else None
+
+
+def _machine_busy_seconds() -> float | None:
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(value) for value in handle.readline().split()[1:9]]
+    except OSError:
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+
+
 def read_labelled(path: Path, limit: int | None = None) -> list[LabelledDocument]:
     """The first ``limit`` documents of a JSONL(.gz) file with their ``labels`` (label ids)."""
     out: list[LabelledDocument] = []
@@ -126,6 +150,7 @@ def run_naive(model_dir: Path, max_length: int, documents: Sequence[LabelledDocu
     load_seconds = time.perf_counter() - started
     probabilities = np.zeros((len(texts), len(names)), dtype=np.float32)
     batches = []
+    window = MachineWindow().__enter__()
     run_started = time.perf_counter()
     for row, (text, length) in enumerate(zip(texts, lengths, strict=True)):
         t0 = time.perf_counter()
@@ -136,7 +161,9 @@ def run_naive(model_dir: Path, max_length: int, documents: Sequence[LabelledDocu
             probabilities[row, index[score["label"]]] = score["score"]
         batches.append(Batch(time.perf_counter() - t0, length, length, 1))
     seconds = time.perf_counter() - run_started
-    return RowResult(probabilities, batches, seconds, load_seconds, "float32", threads)
+    window.__exit__()
+    return RowResult(probabilities, batches, seconds, load_seconds, "float32", threads,
+                     {"other_processes_cores": window.other_cores})
 
 
 def run_notebook(model_dir: Path, max_length: int, documents: Sequence[LabelledDocument],
@@ -161,6 +188,7 @@ def run_notebook(model_dir: Path, max_length: int, documents: Sequence[LabelledD
     score(texts[:NOTEBOOK_BATCH])  # warm-up
     load_seconds = time.perf_counter() - started
     rows, batches = [], []
+    window = MachineWindow().__enter__()
     run_started = time.perf_counter()
     for start in range(0, len(texts), NOTEBOOK_BATCH):
         chunk = texts[start:start + NOTEBOOK_BATCH]
@@ -169,7 +197,9 @@ def run_notebook(model_dir: Path, max_length: int, documents: Sequence[LabelledD
         batches.append(Batch(time.perf_counter() - t0, real, len(chunk) * max_length, len(chunk)))
         rows.append(probabilities)
     seconds = time.perf_counter() - run_started
-    return RowResult(np.concatenate(rows), batches, seconds, load_seconds, "float32", threads)
+    window.__exit__()
+    return RowResult(np.concatenate(rows), batches, seconds, load_seconds, "float32", threads,
+                     {"other_processes_cores": window.other_cores})
 
 
 # -- the engine ------------------------------------------------------------------------------
@@ -185,14 +215,15 @@ def _thread_cpu_seconds(native_id: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _recording(score_batch: Callable, batches: list[Batch]) -> Callable:
+def _recording(runner, batches: list[Batch]) -> Callable:
     """``runner.score_batch`` that also records each batch's latency and tokens."""
+    score_batch, multiple = runner.score_batch, runner.pad_multiple
 
     def timed(sequences):
         t0 = time.perf_counter()
         scored = score_batch(sequences)
         longest = max(len(ids) for ids in sequences)
-        padded = -(-longest // 8) * 8 * len(sequences)
+        padded = -(-longest // multiple) * multiple * len(sequences)
         batches.append(Batch(time.perf_counter() - t0, sum(map(len, sequences)), padded,
                              len(sequences)))
         return scored
@@ -214,7 +245,7 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
     load_seconds = time.perf_counter() - started
     names = engine.manifest.label_names
     batches: list[Batch] = []
-    engine.runner.score_batch = _recording(engine.runner.score_batch, batches)
+    engine.runner.score_batch = _recording(engine.runner, batches)
     items = [work_item(labelled.document) for labelled in documents]
     row_of = {id(item): row for row, item in enumerate(items)}
     probabilities = np.full((len(items), len(names)), np.nan, dtype=np.float32)
@@ -224,6 +255,7 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
     tokenizer_thread = engine._threads[0]
     cpu_before = _thread_cpu_seconds(tokenizer_thread.native_id)
     try:
+        window = MachineWindow().__enter__()
         run_started = time.perf_counter()
         done = 0
 
@@ -245,6 +277,7 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
         while done < len(items):
             done += collect(0.5)
         seconds = time.perf_counter() - run_started
+        window.__exit__()
         cpu_after = _thread_cpu_seconds(tokenizer_thread.native_id)
     finally:
         engine.stop()
@@ -252,6 +285,8 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
     tokenize_busy = next(s.value for s in tokenize if s.name.endswith("_sum"))
     model_busy = sum(batch.seconds for batch in batches)
     extra = {
+        "max_batch_tokens": engine.max_batch_tokens,
+        "other_processes_cores": window.other_cores,
         "failed": failed,
         "tokenizer_thread": {
             "busy_share": round(tokenize_busy / seconds, 4),

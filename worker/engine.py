@@ -105,11 +105,13 @@ class InferenceEngine:
         self._inbox_ready = threading.Condition(self._lock)
         self._work_ready = threading.Condition(self._lock)
         self._results_ready = threading.Condition(self._lock)
+        self.max_batch_tokens = settings.resolve_batch_tokens(runner.device.type, self.max_length)
         self._batcher: TokenBudgetBatcher[_Window] = TokenBudgetBatcher(
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=self.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_s,
             clock=clock,
+            pad_multiple=runner.pad_multiple,
         )
         self._inbox: deque[_Job] = deque()
         self._jobs: dict[int, _Job] = {}  # submitted and not yet handed out, by key
@@ -147,7 +149,8 @@ class InferenceEngine:
         runner = ModelRunner(checkpoint, max_length=max_length)
         runner.compile(settings.torch_compile)
         if settings.warmup:
-            runner.warmup(settings.max_batch_tokens, settings.max_batch_size)
+            runner.warmup(settings.resolve_batch_tokens(device.type, max_length),
+                          settings.max_batch_size)
         return cls(runner, settings, metrics)
 
     # -- lifecycle -----------------------------------------------------------------------

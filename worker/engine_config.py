@@ -20,6 +20,11 @@ from worker.cpu_resources import cpu_computes_bf16, usable_cpus
 if TYPE_CHECKING:  # torch is imported where a device is resolved, not by the command line
     import torch
 
+CUDA_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 4096
+"""Default batch budgets: on a CPU, documents/s are the same from ~32 x 128 tokens up (see
+docs/performance.md), so bigger batches only add latency; a GPU needs large batches."""
+
 
 class EngineSettings(BaseModel):
     """How the worker loads the model and batches documents through it."""
@@ -38,10 +43,12 @@ class EngineSettings(BaseModel):
         description='Compute dtype; "auto" is bfloat16 on CUDA and on CPUs with native bf16 '
         "arithmetic (AVX512-BF16, AMX), float32 on other CPUs.",
     )
-    max_batch_tokens: int = Field(
-        default=16384,
+    max_batch_tokens: int | None = Field(
+        default=None,
         ge=PAD_MULTIPLE,
-        description="Padded-token budget of one model batch (longest sequence x sequences).",
+        description="Padded-token budget of one model batch (longest sequence x sequences); "
+        f"default: {CUDA_BATCH_TOKENS} on CUDA, {CPU_BATCH_TOKENS} on CPU (where larger batches "
+        "gain no throughput, only latency), at least one sequence of max_length.",
     )
     max_batch_size: int = Field(default=64, ge=1, description="Most sequences in one model batch.")
     max_wait_ms: int = Field(
@@ -103,7 +110,7 @@ class EngineSettings(BaseModel):
     def check_max_length(self, max_length: int) -> None:
         """Raise ``ValueError`` when ``max_length`` does not fit the batching settings."""
         padded = padded_length(max_length)
-        if self.max_batch_tokens < padded:
+        if self.max_batch_tokens is not None and self.max_batch_tokens < padded:
             raise ValueError(
                 f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
                 f"max_length={max_length} (padded to {padded})"
@@ -119,6 +126,14 @@ class EngineSettings(BaseModel):
         max_length = self.max_length if self.max_length is not None else manifest_max_length
         self.check_max_length(max_length)
         return max_length
+
+    def resolve_batch_tokens(self, device_type: str, max_length: int) -> int:
+        """The batch budget in effect: the setting, else the device's default (at least one
+        padded sequence of ``max_length``)."""
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        default = CUDA_BATCH_TOKENS if device_type == "cuda" else CPU_BATCH_TOKENS
+        return max(default, padded_length(max_length))
 
     @property
     def max_wait_s(self) -> float:

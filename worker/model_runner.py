@@ -92,6 +92,9 @@ class ModelRunner:
         parameter = next(self.model.parameters())
         self.device: torch.device = parameter.device
         self.dtype: torch.dtype = parameter.dtype
+        # GPU tensor cores want lengths in multiples of 8; a CPU computes every padded token for
+        # nothing, so there batches are padded to their longest sequence exactly
+        self.pad_multiple = PAD_MULTIPLE if self.device.type == "cuda" else 1
         self.model.eval()
         # the forward call; tests replace it to simulate out-of-memory
         self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._model_forward
@@ -115,11 +118,12 @@ class ModelRunner:
     # -- padding and forward -------------------------------------------------------------
 
     def pad(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest sequence rounded up to a multiple of 8; tensors on device."""
+        """Right-pad to the longest sequence (rounded up to a multiple of 8 on CUDA); tensors on
+        the device."""
         padded = self.tokenizer.pad(
             {"input_ids": [list(ids) for ids in sequences]},
             padding=True,
-            pad_to_multiple_of=PAD_MULTIPLE,
+            pad_to_multiple_of=self.pad_multiple,
             padding_side="right",
             return_attention_mask=True,
             return_tensors="pt",

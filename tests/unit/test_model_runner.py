@@ -55,11 +55,14 @@ def test_scores_are_sigmoid_probabilities_of_each_sequence(runner):
         np.testing.assert_allclose(row, reference(runner, ids), atol=1e-5)
 
 
-def test_pads_to_a_multiple_of_eight(runner):
+def test_pads_to_the_longest_on_cpu_and_to_a_multiple_of_eight_on_cuda(runner):
+    assert runner.pad_multiple == 1  # a CPU computes every pad token for nothing
     padded = runner.pad([[2, 5, 3], [2] + [5] * 9 + [3]])
-    assert padded["input_ids"].shape == (2, 16)
+    assert padded["input_ids"].shape == (2, 11)
     assert padded["attention_mask"].sum(dim=1).tolist() == [3, 11]
     assert padded["input_ids"][0, 3:].eq(runner.tokenizer.pad_token_id).all()
+    runner.pad_multiple = 8  # what a CUDA runner uses (tensor-core friendly shapes)
+    assert runner.pad([[2, 5, 3], [2] + [5] * 9 + [3]])["input_ids"].shape == (2, 16)
 
 
 def test_refuses_a_checkpoint_that_is_not_multi_label(checkpoint):
