@@ -90,7 +90,7 @@ def test_settings_defaults_and_validation(tmp_path):
     # the batch budget depends on the device: small on CPU (latency), large on CUDA
     assert config.resolve_batch_tokens("cpu", 128) == 4096
     assert config.resolve_batch_tokens("cuda", 512) == 16384
-    assert config.resolve_batch_tokens("cpu", 4000) == 4000  # always one whole sequence
+    assert config.resolve_batch_tokens("cpu", 8000) == 8000  # always one whole sequence
     assert EngineSettings(model=tmp_path, max_batch_tokens=999).resolve_batch_tokens("cuda", 8) == 999
     assert (config.max_wait_ms, config.max_length, config.long_documents) == (20, None, "truncate")
     assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (64, 8, "max")
