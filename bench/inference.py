@@ -13,8 +13,9 @@ excluded from the timed part:
 - ``notebook``: fixed padding to the max length, batches of 16 in input order, fp32;
 - ``engine-fp32``, ``engine-bf16``: the worker's engine (bf16 only where the device computes it
   natively: a CUDA GPU or a CPU with AVX512-BF16/AMX; elsewhere the row is skipped and says why);
-- ``engine-<dtype>-chunk-max`` / ``-chunk-mean``: the engine reading long documents in up to
-  ``max_chunks`` windows;
+- ``engine-<dtype>-chunk-first-max`` / ``-chunk-max`` / ``-chunk-mean``: the engine reading long
+  documents in up to ``max_chunks`` windows (the default 4; the full run in docs/performance.md
+  was taken with 8 for max and mean);
 - ``engine-<dtype>-batch16384``: the engine with the large batch budget a GPU needs (the CPU
   default is smaller);
 - ``mixed-notebook``, ``mixed-engine-<dtype>[-batch16384]``: a mixed stream (half full documents,
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--n", type=int, default=None, help="Documents (default: all).")
     parser.add_argument("--rows", default=None, help="Comma-separated row names (default: all).")
-    parser.add_argument("--chunk-aggregations", default="max,mean",
+    parser.add_argument("--chunk-aggregations", default="first-max,max,mean",
                         help="Aggregations of the chunk rows (default %(default)s).")
     parser.add_argument("--threads", type=int, default=usable_cpus(),
                         help="torch threads of every row (default: the usable cores).")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from worker.aggregation import Aggregation
 from worker.batching import PAD_MULTIPLE, padded_length
 from worker.compilation import CompileMode
 from worker.cpu_resources import cpu_computes_bf16, usable_cpus
@@ -69,9 +70,11 @@ class EngineSettings(BaseModel):
     chunk_stride: int = Field(
         default=64, ge=0, description="Tokens shared by consecutive windows in chunk mode."
     )
-    max_chunks: int = Field(default=8, ge=1, description="Most windows per document in chunk mode.")
-    chunk_aggregation: Literal["max", "mean"] = Field(
-        default="max", description="How window probabilities combine into the document's."
+    max_chunks: int = Field(default=4, ge=1, description="Most windows per document in chunk mode.")
+    chunk_aggregation: Aggregation = Field(
+        default="first-max",
+        description='How window probabilities combine into the document\'s: "first-max" (mean of '
+        'the first window and the max over windows), "max" or "mean".',
     )
     max_chars_per_token: int = Field(
         default=12,

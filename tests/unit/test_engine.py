@@ -93,7 +93,9 @@ def test_settings_defaults_and_validation(tmp_path):
     assert config.resolve_batch_tokens("cpu", 8000) == 8000  # always one whole sequence
     assert EngineSettings(model=tmp_path, max_batch_tokens=999).resolve_batch_tokens("cuda", 8) == 999
     assert (config.max_wait_ms, config.max_length, config.long_documents) == (20, None, "truncate")
-    assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (64, 8, "max")
+    assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (
+        64, 4, "first-max"
+    )
     assert (config.max_chars_per_token, config.max_queued_documents) == (12, 256)
     assert config.torch_threads is None and config.warmup is True
     assert config.torch_compile == "off"
