@@ -28,7 +28,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from worker_throughput import (  # noqa: E402
     document_records,
     fresh_topics,
     machine_info,
+    terminate,
 )
 
 from tests.kafka_fixtures import LocalBroker, admin_client, free_ports  # noqa: E402
@@ -232,12 +232,7 @@ def run_worker_phases(args, bootstrap: str, engine_rate: float, workdir: Path) -
         finally:
             lag.stop()
             producer.close(10)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                exit_code = proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                exit_code = proc.wait()
+            exit_code = terminate(proc)
             clock.stop()
     return {"phases": phases, "lag_samples": lag.samples, "worker_exit_code": exit_code}
 
