@@ -38,6 +38,7 @@ def test_quick_json_has_every_row_and_writes_results(tmp_path):
     env = os.environ | {"TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(
         [sys.executable, "bench/inference.py", "--quick", "--json", "--n", "24", "--threads", "1",
+         "--chunk-aggregations", "first-max",
          "--model", str(model), "--data", str(data), "--output", str(output)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=280,
     )
