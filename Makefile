@@ -56,6 +56,7 @@ bench: setup
 	$(PY) bench/inference.py --quick
 	$(PY) bench/e2e_latency.py --quick
 	$(PY) bench/worker_throughput.py
+	$(PY) bench/failover.py
 	$(PY) bench/train_throughput.py
 
 clean:

@@ -11,7 +11,7 @@ micro-F1. Model loading and warm-up are outside the timed part of every row.
 - ``notebook``: the original notebook's way: fixed padding to the max length, batches of 16 in
   input order, fp32.
 - ``engine``: the worker's ``InferenceEngine`` (token-budget micro-batching, dynamic padding, its
-  tokenizer thread), fed like ``classify`` feeds it (at most ``max_queued_documents`` pending).
+  tokenizer thread), fed like ``classify`` feeds it (at most ``max_in_flight`` pending).
 """
 
 import os
@@ -249,7 +249,7 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
     items = [work_item(labelled.document) for labelled in documents]
     row_of = {id(item): row for row, item in enumerate(items)}
     probabilities = np.full((len(items), len(names)), np.nan, dtype=np.float32)
-    capacity = settings.max_queued_documents
+    capacity = settings.max_in_flight
     failed = 0
     engine.start()
     tokenizer_thread = engine._threads[0]

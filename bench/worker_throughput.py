@@ -10,9 +10,10 @@ checkpoint (default: $EUROVOC_CACHE/models/cpu-quick), with the same engine sett
    tokenize, batch, score, write in order) from the file, in this process, no Kafka;
 2. the worker via Kafka: the N documents are produced to a fresh topic first, then the real
    ``eurovoc-worker run`` starts as a subprocess; a consumer here reads its output topic;
-3. the Kafka path with a no-op engine: the real ``ConsumerLoop`` (poll, decode, watermarks,
-   produce, acks, commits) with an engine that answers at once, on ``--noop-docs`` documents
-   (the test split again and again under new ids), in this process.
+3. the Kafka path with a no-op engine: the real ``StreamProcessor`` and chain of steps (poll,
+   decode, classify step, produce, acks, watermarks, commits) with an engine that answers at
+   once, on ``--noop-docs`` documents (the test split again and again under new ids), in this
+   process.
 
 1 and 2 alternate ``--rounds`` times; docs/s are medians over the rounds and the ratio is the
 median of the rounds' worker / classify ratios (goal >= 0.9). Model load and warm-up are
@@ -24,7 +25,7 @@ and the load average throughout, since the machine is shared (``ratio_even_conte
 out rounds whose two parts met different loads from other processes).
 
 The Kafka path with the no-op engine runs in this process: ``NoopEngine`` below is the engine
-to give ``ConsumerLoop`` or ``run_worker(engine_factory=...)`` to measure Kafka alone.
+to give ``build_processor`` or ``run_worker(engine_factory=...)`` to measure Kafka alone.
 
 Without --bootstrap (nor $KAFKA_BOOTSTRAP) a private broker is started with
 deploy/local/kafka.sh on free ports in a temporary data dir, and stopped at the end.
@@ -73,16 +74,15 @@ from tests.kafka_fixtures import (  # noqa: E402
     free_ports,
     produce_messages,
 )
+from worker.app import build_processor  # noqa: E402
 from worker.config import load_settings  # noqa: E402
-from worker.consumer_loop import ConsumerLoop  # noqa: E402
 from worker.document_files import read_documents  # noqa: E402
-from worker.work_items import WorkResult  # noqa: E402
 from worker.engine_config import EngineSettings  # noqa: E402
+from worker.health import HealthState, WorkerNotReady, wait_until_ready  # noqa: E402
 from worker.kafka_clients import build_consumer, build_producer  # noqa: E402
 from worker.metrics import WorkerMetrics  # noqa: E402
-from worker.rebalance import QueueingRebalanceListener  # noqa: E402
-from worker.sink import Sink  # noqa: E402
-from worker.health import WorkerNotReady, wait_until_ready  # noqa: E402
+from worker.progress import Progress  # noqa: E402
+from worker.work_items import WorkResult  # noqa: E402
 
 logger = logging.getLogger("worker_throughput")
 
@@ -337,7 +337,7 @@ def _logged_engine_settings(log_path: Path) -> dict | None:
         with contextlib.suppress(ValueError):
             entry = json.loads(line)
             if entry.get("event") == "start":
-                return {name: entry["settings"].get(name) for name in EngineSettings.model_fields}
+                return entry["settings"]["engine"]
     return None
 
 
@@ -409,6 +409,7 @@ class NoopEngine:
         self._ready: list = []
         self._model = ModelInfo(name="noop", version="0", sha256="0" * 64)
         self._now = datetime.now(UTC)
+        self.on_results = None
 
     def start(self) -> None:
         pass
@@ -425,15 +426,10 @@ class NoopEngine:
 
     def poll_results(self, timeout: float = 0.0):
         out, self._ready = self._ready, []
-        return out
+        return [result for result in out if not result.item.cancelled]
 
     def pending(self) -> int:
         return len(self._ready)
-
-    def discard(self, predicate) -> int:
-        before = len(self._ready)
-        self._ready = [r for r in self._ready if not predicate(r.item)]
-        return before - len(self._ready)
 
     def healthy(self) -> bool:
         return True
@@ -444,8 +440,8 @@ class NoopEngine:
 
 def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
                     broker_pid: int | None, timeout_s: float) -> dict:
-    """The real ``ConsumerLoop`` with a ``NoopEngine``, timed from the first record consumed to
-    the last output acknowledged by the broker."""
+    """The real processor and steps with a ``NoopEngine``, timed from the first record consumed
+    to the last output acknowledged by the broker."""
     with fresh_topics(bootstrap, "bench-noop", partitions) as (topic, output, dlq):
         produce(bootstrap, topic, records)
         settings = load_settings(
@@ -453,9 +449,11 @@ def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
             group_id=f"{topic}-group", model=Path("noop"), metrics_port=-1, log_level="WARNING",
         )
         metrics = WorkerMetrics()
-        sink = Sink(build_producer(settings))
-        loop = ConsumerLoop(settings, build_consumer(settings), sink, NoopEngine(), metrics,
-                            QueueingRebalanceListener())
+        producer = build_producer(settings)
+        loop = build_processor(settings, engine=NoopEngine(), consumer=build_consumer(settings),
+                               producer=producer, metrics=metrics,
+                               health=HealthState(settings.operations.stall_timeout_s),
+                               progress=Progress(metrics))
         expected = len(records)
         marks: dict[str, float] = {}
         window = CpuWindow({"bench": os.getpid(), "broker": broker_pid}, threads_of=os.getpid())
@@ -482,7 +480,7 @@ def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
         watcher = threading.Thread(target=watch, name="noop-watcher", daemon=True)
         watcher.start()
         outcome = loop.run()
-        sink.close(5)
+        producer.close(5)
         watcher.join(5)
         if "done" not in marks:
             raise TimeoutError(
@@ -497,9 +495,10 @@ def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
         "docs_per_second": round(expected / seconds, 1),
         "cpu": window.report(),
         "exit_code": int(outcome.exit_code),
-        "settings": {"max_in_flight": settings.max_in_flight,
-                     "max_poll_records": settings.max_poll_records,
-                     "compression": settings.compression_type, "linger_ms": settings.linger_ms},
+        "settings": {"max_in_flight": settings.engine.max_in_flight,
+                     "max_poll_records": settings.consumer.max_poll_records,
+                     "compression": settings.producer.compression_type,
+                     "linger_ms": settings.producer.linger_ms},
     }
 
 

@@ -1,31 +1,51 @@
-"""The one place that composes a worker: settings → logs → metrics → engine → sink → loop → signals.
+"""The one place that composes a worker.
 
-Start-up order matters: the model is loaded (and warmed up) *before* the consumer joins its group,
-so no partition is assigned to a member that cannot process it yet.
+    settings → logs → metrics and health endpoints → topics checked → model loaded → clients →
+    the chain of steps → the processor → watchdog, topic watch and signals → run → exit code
+
+The chain (``worker.steps``)::
+
+    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► ProduceStep ─► CommitStep
+                           │ rejected       │ failed      ▲
+                           └────────► DeadLetterStep ─────┘
+
+Start-up order matters: the topics are checked before the model loads (a missing topic fails in
+seconds), and the model is loaded (and warmed up) before the consumer joins its group, so no
+partition is assigned to a member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
-died, a delivery failed for good, Kafka unreachable or refusing); 2 invalid configuration;
-3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with 128 + signal number
-(at-least-once still holds: unfinished work was never committed).
+died, a delivery failed for good, Kafka unreachable or refusing, a topic deleted, the worker
+stalled, a shutdown past its deadline); 2 invalid configuration (a setting, the checkpoint, a
+missing topic); 3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with
+128 + signal number (at-least-once still holds: unfinished work was never committed).
 """
 
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 
 from kafka.errors import KafkaError
 
+from worker.classify_step import ClassifyStep
+from worker.commit_step import CommitStep, ConsumerCommitter
 from worker.config import WorkerSettings
-from worker.consumer_loop import ConsumerLoop, ExitCode, Outcome
+from worker.dead_letter_step import DeadLetterStep
+from worker.dead_letters import DlqPolicy
+from worker.decode_step import DecodeStep
 from worker.engine_config import EngineSettings
 from worker.health import HealthServer, HealthState
-from worker.kafka_clients import build_consumer, build_producer
+from worker.in_flight import InFlightRegistry
+from worker.kafka_clients import build_admin, build_consumer, build_producer
 from worker.logging_setup import setup_logging
 from worker.metrics import WorkerMetrics
-from worker.rebalance import QueueingRebalanceListener
-from worker.sink import Sink
+from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
+from worker.produce_step import ProduceStep
+from worker.progress import Progress
+from worker.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
+from worker.watchdog import EXIT_GRACE_S, Watchdog
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +58,55 @@ def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
     return InferenceEngine.from_settings(settings, metrics)
 
 
-class _Signals:
-    """First SIGTERM/SIGINT: graceful stop. Second: exit at once."""
+def check_checkpoint(settings: EngineSettings) -> None:
+    """The checkpoint's manifest is readable and fits the engine settings (``ValueError``
+    naming the setting otherwise): seconds before the model would fail to load."""
+    from worker.checkpoint import read_manifest
 
-    def __init__(self, loop: ConsumerLoop) -> None:
-        self._loop = loop
+    settings.resolve_max_length(read_manifest(settings.model).max_length)
+
+
+def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
+                    metrics: WorkerMetrics, health: HealthState,
+                    progress: Progress) -> StreamProcessor:
+    """The chain of steps around a started engine and the two Kafka clients."""
+    wakeup = threading.Event()
+    engine.on_results = wakeup.set
+    registry = InFlightRegistry(metrics)
+    letters = settings.dead_letters
+    commit = CommitStep(
+        registry, ConsumerCommitter(consumer, settings.operations.worker_id),
+        interval_s=settings.consumer.commit_interval_ms / 1000,
+        timeout_s=settings.consumer.commit_timeout_s, progress=progress,
+    )
+    produce = ProduceStep(
+        producer, commit, output_topic=settings.kafka.output_topic,
+        max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
+        progress=progress,
+    )
+    policy = DlqPolicy(max_consecutive=letters.dlq_max_consecutive,
+                       max_ratio=letters.dlq_max_ratio, window=letters.dlq_ratio_window)
+    dead_letters = DeadLetterStep(
+        produce, policy, registry, topic=settings.kafka.dlq_topic,
+        worker_id=settings.operations.worker_id, max_value_bytes=letters.dlq_max_value_bytes,
+    )
+    classify = ClassifyStep(
+        engine, produce, dead_letters, max_in_flight=settings.engine.max_in_flight,
+        wakeup=wakeup, progress=progress, on_labelled=policy.record_ok,
+    )
+    decode = DecodeStep(classify, dead_letters, settings.consumer.max_message_bytes)
+    chain = Chain(first=decode, commit=commit, dead_letters=dead_letters)
+    return StreamProcessor(settings, consumer, chain, registry, metrics=metrics, health=health,
+                           progress=progress, wakeup=wakeup)
+
+
+class _Signals:
+    """First SIGTERM/SIGINT: graceful stop, with a hard deadline. Second: exit at once."""
+
+    def __init__(self, processor: StreamProcessor, watchdog: Watchdog, drain_timeout_s: float):
+        self._processor = processor
+        self._watchdog = watchdog
+        self._drain_timeout_s = drain_timeout_s
         self._count = 0
         self._previous: dict[int, object] = {}
 
@@ -61,7 +125,10 @@ class _Signals:
         if self._count > 1:
             os.write(2, f'{{"level":"ERROR","msg":"second {name}: exiting at once"}}\n'.encode())
             os._exit(128 + signum)
-        self._loop.request_stop(f"received {name}")
+        self._processor.request_stop(f"received {name}")
+        self._watchdog.arm(time.monotonic() + self._drain_timeout_s + EXIT_GRACE_S,
+                           int(ExitCode.FATAL),
+                           f"shutdown did not finish within drain_timeout_s + {EXIT_GRACE_S:g}s")
 
 
 def run_worker(
@@ -72,53 +139,85 @@ def run_worker(
     configure_logging: bool = True,
 ) -> int:
     """Run a worker until it is stopped; return the process exit code."""
+    ops = settings.operations
     if configure_logging:
-        setup_logging(settings.log_level, settings.log_format)
+        setup_logging(ops.log_level, ops.log_format)
     started = time.monotonic()
-    logger.info("starting worker %s", settings.worker_id,
+    logger.info("starting worker %s", ops.worker_id,
                 extra={"event": "start", "settings": settings.redacted()})
     metrics = metrics or WorkerMetrics()
-    health = HealthState(settings.health_stall_s)
-    server = None
-    engine = None
-    sink = None
+    health = HealthState(ops.stall_timeout_s)
+    progress = Progress(metrics)
+    server = engine = admin = producer = watchdog = topic_watch = None
     try:
-        if settings.metrics_port >= 0:
-            server = HealthServer(
-                settings.metrics_host, settings.metrics_port, metrics.registry, health
-            ).start()
+        if ops.metrics_port >= 0:
+            server = HealthServer(ops.metrics_host, ops.metrics_port, metrics.registry,
+                                  health).start()
             logger.info("serving /metrics, /healthz, /readyz on port %d", server.port,
                         extra={"event": "http_listening", "port": server.port})
-        engine = (engine_factory or _default_engine_factory)(settings.engine_settings(), metrics)
+        try:
+            if engine_factory is None:
+                check_checkpoint(settings.engine)
+        except ValueError as exc:  # CheckpointError included
+            return _finish(Outcome(ExitCode.CONFIG, f"invalid model or engine settings: {exc}"))
+        try:
+            admin = build_admin(settings)
+            ensure_topics(admin, settings)
+        except KafkaError as exc:
+            return _finish(Outcome(ExitCode.FATAL, f"cannot reach Kafka at "
+                                   f"{settings.kafka.bootstrap_servers}: {exc!r}"))
+        except MissingTopics as exc:
+            return _finish(Outcome(ExitCode.CONFIG, str(exc)))
+        try:
+            engine = (engine_factory or _default_engine_factory)(settings.engine, metrics)
+        except ValueError as exc:  # CheckpointError included
+            return _finish(Outcome(ExitCode.CONFIG, f"invalid model or engine settings: {exc}"))
         engine.start()
         health.engine_healthy = engine.healthy
         health.model_loaded = True
         logger.info("model loaded in %.1fs", time.monotonic() - started,
                     extra={"event": "model_loaded"})
         try:
-            sink = Sink(build_producer(settings))
+            producer = build_producer(settings)
+            for topic in worker_topics(settings)[1:]:
+                producer.partitions_for(topic)  # metadata now: send() must not wait for it
             consumer = build_consumer(settings)
         except KafkaError as exc:
-            return _finish(Outcome(ExitCode.FATAL,
-                                   f"cannot connect to Kafka at {settings.bootstrap_servers}: "
-                                   f"{exc!r}"))
-        loop = ConsumerLoop(settings, consumer, sink, engine, metrics,
-                            QueueingRebalanceListener(), health)
-        with _Signals(loop):
-            outcome = loop.run()
+            return _finish(Outcome(ExitCode.FATAL, f"cannot connect to Kafka at "
+                                   f"{settings.kafka.bootstrap_servers}: {exc!r}"))
+        processor = build_processor(settings, engine=engine, consumer=consumer,
+                                    producer=producer, metrics=metrics, health=health,
+                                    progress=progress)
+        watchdog = Watchdog(processor, consumer, processor.registry,
+                            stall_timeout_s=ops.stall_timeout_s, progress=progress,
+                            health=health, metrics=metrics).start()
+
+        def topics_gone(missing: list[str]) -> None:
+            reason = f"topic {', '.join(missing)} no longer exists (deleted while running)"
+            logger.error("%s: stopping", reason, extra={"event": "topic_missing"})
+            processor.request_stop(reason, ExitCode.FATAL)
+            watchdog.arm(time.monotonic() + EXIT_GRACE_S, int(ExitCode.FATAL), reason)
+
+        topic_watch = TopicWatch(admin, worker_topics(settings), topics_gone,
+                                 interval_s=ops.topic_check_interval_s).start()
+        with _Signals(processor, watchdog, ops.drain_timeout_s):
+            outcome = processor.run()
         return _finish(outcome)
     finally:
-        # Short timeouts: exit within drain_timeout_s + 5 s. Everything committed was already
-        # acknowledged; what the producer still holds is uncommitted and will be read again.
-        if sink is not None:
-            sink.close(timeout=0.5)
-        if engine is not None:
-            try:
-                engine.stop(timeout=0.5)
-            except Exception:  # noqa: BLE001
-                logger.warning("engine stop failed", exc_info=True)
-        if server is not None:
-            server.stop()
+        # Short timeouts (exit within drain_timeout_s + 5 s): everything committed was
+        # acknowledged; what the producer still holds is uncommitted and read again later.
+        for closing in (topic_watch, watchdog):
+            if closing is not None:
+                closing.stop()
+        for name, close in (("producer", producer and (lambda: producer.close(timeout=0.5))),
+                            ("engine", engine and (lambda: engine.stop(timeout=0.5))),
+                            ("admin client", admin and admin.close),
+                            ("metrics server", server and server.stop)):
+            if close:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing on the way out
+                    logger.warning("%s close failed", name, exc_info=True)
 
 
 def _finish(outcome: Outcome) -> int:

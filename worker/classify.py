@@ -20,20 +20,18 @@ are logged with their line number and skipped; the run continues. The exit statu
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
-import os
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import encode_message
+from worker.classify_step import ClassifyStep
 from worker.config import add_settings_flags, flag_values
 from worker.decoding import describe_validation_error
 from worker.document_files import (
@@ -41,49 +39,52 @@ from worker.document_files import (
     DocumentFileError,
     DocumentLineError,
     document_lines,
+    open_output,
     parse_document_line,
     source_name,
 )
 from worker.engine_config import EngineSettings
 from worker.logging_setup import setup_logging
+from worker.steps import MessageRejected
+from worker.work_items import EngineFailed, WorkItem, work_item
 
 if TYPE_CHECKING:  # the engine (torch, transformers) is imported when a run starts
-    from worker.engine import InferenceEngine, WorkItem, WorkResult
+    from worker.engine import InferenceEngine
 
 logger = logging.getLogger("worker.classify")
 
 EXIT_OK, EXIT_SKIPPED, EXIT_CONFIG, EXIT_ENGINE = 0, 1, 2, 3
 
 _FLAGS_SOURCE = "_engine_flags"  # where add_engine_arguments leaves its source in the namespace
+_WAIT_S = 0.5
 
 
 # -- arguments ---------------------------------------------------------------------------
 
 
-class EngineFlags(EngineSettings, BaseSettings):
-    """``EngineSettings`` read from command-line flags only (no environment, no file)."""
+class ClassifySettings(BaseSettings):
+    """The settings of ``classify``: the engine group, from command-line flags only (no
+    environment, no file: ``EUROVOC_*`` configures the Kafka worker)."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
+
+    engine: EngineSettings
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        **_environment_and_files: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(cls, settings_cls, init_settings, **_environment_and_files):
         return (init_settings,)  # the CLI source is put in front by pydantic-settings
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per ``EngineSettings`` field (as ``eurovoc-worker run`` has them); read the
-    parsed flags with :func:`settings_from_args`."""
-    parser.set_defaults(**{_FLAGS_SOURCE: add_settings_flags(parser, EngineFlags)})
+    """One flag per engine setting (``--model``, ``--engine.model``...), generated as for
+    ``eurovoc-worker run``; read the parsed flags with :func:`settings_from_args`."""
+    parser.set_defaults(**{_FLAGS_SOURCE: add_settings_flags(parser, ClassifySettings)})
 
 
 def settings_from_args(args: argparse.Namespace) -> EngineSettings:
     """The engine settings of a namespace parsed by a parser with ``add_engine_arguments``."""
-    return EngineFlags(_cli_settings_source=flag_values(getattr(args, _FLAGS_SOURCE), args))
+    source = flag_values(getattr(args, _FLAGS_SOURCE), args)
+    return ClassifySettings(_cli_settings_source=source).engine
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -127,40 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
 # -- output ------------------------------------------------------------------------------
 
 
-@contextmanager
-def _open_output(path: str) -> Iterator[IO[bytes]]:
-    if path == STDIN:
-        yield sys.stdout.buffer
-        sys.stdout.flush()
-        return
-    final = Path(path)
-    temporary = final.with_name(f".{final.name}.partial")
-    raw = open(temporary, "wb")  # noqa: SIM115 - closed below
-    handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if path.endswith(".gz") else raw
-    try:
-        yield handle
-    except BaseException:
-        handle.close()
-        raw.close()
-        temporary.unlink(missing_ok=True)
-        raise
-    handle.close()
-    raw.close()
-    os.replace(temporary, final)
-
-
 # -- the run -----------------------------------------------------------------------------
 
 
 class _Ordered:
-    """Writes results in input order, holding early finishers until their turn."""
+    """The classify step's next step for labelled and for failed documents alike: writes the
+    label messages in input order, holding early finishers until their turn; logs failures."""
 
     def __init__(self, out: IO[bytes], progress) -> None:
         self.out = out
         self.progress = progress
         # id(item) -> (index among documents, line number, the item, kept alive for its id)
         self.waiting: dict[int, tuple[int, int, WorkItem]] = {}
-        self.done: dict[int, WorkResult] = {}
+        self.done: dict[int, WorkItem] = {}
         self.next_index = 0
         self.submitted = 0
         self.written = 0
@@ -170,25 +150,29 @@ class _Ordered:
         self.waiting[id(item)] = (self.submitted, line_number, item)
         self.submitted += 1
 
-    def collect(self, results: list[WorkResult]) -> None:
-        for result in results:
-            index, line_number, _ = self.waiting.pop(id(result.item))
-            if result.error is not None:
-                self.failed += 1
-                logger.error(
-                    "line %d (id %s): could not be labelled: %s",
-                    line_number,
-                    result.item.document.id,
-                    result.error,
-                )
-            self.done[index] = result
+    def submit(self, item: WorkItem) -> None:
+        index, line_number, _ = self.waiting.pop(id(item))
+        if item.rejection is not None:
+            self.failed += 1
+            logger.error("line %d (id %s): could not be labelled: %s", line_number,
+                         item.document.id, item.rejection.message)
+        self.done[index] = item
         while self.next_index in self.done:
-            result = self.done.pop(self.next_index)
-            if result.message is not None:
-                self.out.write(encode_message(result.message) + b"\n")
+            labels = self.done.pop(self.next_index).labels
+            if labels is not None:
+                self.out.write(encode_message(labels) + b"\n")
                 self.written += 1
             self.next_index += 1
             self.progress.update(1)
+
+    def poll(self) -> None:
+        """Everything is written in ``submit``."""
+
+    def join(self, timeout: float | None) -> None:
+        """Nothing to wait for."""
+
+    def close(self) -> None:
+        """The output file is closed by ``classify_file``."""
 
 
 def classify_file(
@@ -199,24 +183,26 @@ def classify_file(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, int | float]:
-    """Label every document of ``input_path`` into ``output_path`` with a started engine.
+    """Label every document of ``input_path`` into ``output_path`` with a started engine,
+    through the same classify step as the Kafka worker (capacity ``max_in_flight``).
 
     Bad lines are logged and skipped; an unreadable input raises ``DocumentFileError`` (and
     leaves no output file).
     """
     from tqdm import tqdm
 
-    from worker.work_items import work_item
-
-    capacity = engine.settings.max_queued_documents
     source = source_name(input_path)
     invalid = 0
+    wakeup = threading.Event()
+    engine.on_results = wakeup.set
     started = time.perf_counter()
     with (
-        _open_output(output_path) as out,
+        open_output(output_path) as out,
         tqdm(unit="doc", disable=True if not progress else None, file=sys.stderr) as bar,
     ):
         ordered = _Ordered(out, bar)
+        step = ClassifyStep(engine, ordered, ordered, max_in_flight=engine.settings.max_in_flight,
+                            wakeup=wakeup)
         for line_number, line in document_lines(input_path):
             if limit is not None and ordered.submitted >= limit:
                 break
@@ -226,13 +212,17 @@ def classify_file(
                 invalid += 1
                 logger.error("line %d: %s (skipped)", exc.line_number, exc.reason)
                 continue
-            while engine.pending() >= capacity:
-                ordered.collect(engine.poll_results(timeout=0.5))
             item = work_item(document)
             ordered.add(item, line_number)
-            engine.submit([item])
-        while ordered.waiting:
-            ordered.collect(engine.poll_results(timeout=0.5))
+            while True:
+                try:
+                    step.submit(item)
+                    break
+                except MessageRejected:
+                    wakeup.clear()
+                    step.poll()
+                    wakeup.wait(_WAIT_S)
+        step.join(None)
     elapsed = time.perf_counter() - started
     return {
         "documents": ordered.submitted,
@@ -259,7 +249,7 @@ def run_classify(args: argparse.Namespace) -> int:
     try:
         from transformers.utils import logging as hf_logging
 
-        from worker.engine import EngineFailed, InferenceEngine
+        from worker.engine import InferenceEngine
 
         hf_logging.disable_progress_bar()
         load_started = time.perf_counter()
@@ -267,15 +257,9 @@ def run_classify(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         logger.error("cannot load the model from %s: %s", settings.model, exc)
         return EXIT_CONFIG
-    logger.info(
-        "model %s %s ready in %.1fs (device %s, max_length %d, %s)",
-        engine.manifest.name,
-        engine.manifest.version,
-        time.perf_counter() - load_started,
-        engine.runner.device,
-        engine.max_length,
-        settings.long_documents,
-    )
+    logger.info("model %s %s ready in %.1fs (device %s, max_length %d, %s)",
+                engine.manifest.name, engine.manifest.version, time.perf_counter() - load_started,
+                engine.runner.device, engine.max_length, settings.long_documents)
     engine.start()
     try:
         summary = classify_file(
@@ -289,15 +273,9 @@ def run_classify(args: argparse.Namespace) -> int:
         return EXIT_ENGINE
     finally:
         engine.stop()
-    logger.info(
-        "labelled %d of %d documents in %.1fs (%.1f docs/s); %d invalid lines, %d failed",
-        summary["written"],
-        summary["documents"],
-        summary["seconds"],
-        summary["docs_per_second"],
-        summary["invalid_lines"],
-        summary["failed"],
-    )
+    logger.info("labelled %d of %d documents in %.1fs (%.1f docs/s); %d invalid lines, %d failed",
+                summary["written"], summary["documents"], summary["seconds"],
+                summary["docs_per_second"], summary["invalid_lines"], summary["failed"])
     skipped = summary["invalid_lines"] + summary["failed"]
     if skipped and not args.skip_invalid:
         logger.error("%d lines were skipped; exiting 1 (use --skip-invalid to exit 0)", skipped)

@@ -5,9 +5,10 @@
     eurovoc-worker classify ...                         # files in, labels out (worker.classify)
     eurovoc-worker produce ... / tail ...               # demo I/O (worker.demo_io)
 
-``run`` takes every ``WorkerSettings`` field as a flag (``run --help`` lists them with defaults
-and their ``EUROVOC_*`` variables); flags beat environment variables, which beat ``--config
-FILE`` (JSON or TOML), which beats the defaults.
+``run`` takes every setting as a flag, flat (``--max-in-flight``) or grouped
+(``--engine.max-in-flight``), generated from ``WorkerSettings`` by pydantic-settings (``run --help``
+lists them by group with their defaults); flags beat ``EUROVOC_*`` environment variables, which
+beat ``--config FILE`` (JSON or TOML), which beats the defaults (``worker.config``).
 """
 
 import argparse
@@ -31,10 +32,11 @@ EXIT_CONFIG = 2
 RUN_DESCRIPTION = """Consume documents from a Kafka topic, classify them in micro-batches and
 publish one label message per document (at-least-once; bad records go to the dead-letter topic).
 
-Every setting is a flag below, an EUROVOC_<NAME> environment variable (EUROVOC_GROUP_ID,
-EUROVOC_MAX_IN_FLIGHT, ...) or a key of the --config file; flags win over the environment, which
-wins over the file. Exit codes: 0 stopped cleanly, 1 fatal error, 2 invalid configuration,
-3 dead-letter limit tripped."""
+Every setting is a flag below (flat --max-in-flight or grouped --engine.max-in-flight), an
+EUROVOC_<NAME> environment variable (EUROVOC_GROUP_ID, EUROVOC_MAX_IN_FLIGHT, or grouped
+EUROVOC_ENGINE__MAX_IN_FLIGHT) or a key of the --config file (flat or in [group] tables); flags
+win over the environment, which wins over the file. Exit codes: 0 stopped cleanly, 1 fatal
+error, 2 invalid configuration or a missing topic, 3 dead-letter limit tripped."""
 
 
 def _config_error(message: str) -> int:
@@ -62,21 +64,15 @@ def add_run_parser(subparsers: argparse._SubParsersAction) -> CliSettingsSource:
 
 def run_command(args: argparse.Namespace, source: CliSettingsSource) -> int:
     try:
-        settings = load_settings(
-            config_file=args.config, _cli_settings_source=flag_values(source, args)
-        )
+        settings = load_settings(config_file=args.config, cli=flag_values(source, args))
     except ValidationError as exc:
         return _config_error(describe_validation_error(exc, whole="settings"))
     except (ConfigFileError, SettingsError, ValueError) as exc:
         return _config_error(str(exc))
     # The worker (torch, transformers) is imported only once the settings are known to be valid.
     from worker.app import run_worker
-    from worker.checkpoint import CheckpointError
 
-    try:
-        return run_worker(settings)
-    except CheckpointError as exc:
-        return _config_error(f"model: {exc}")
+    return run_worker(settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

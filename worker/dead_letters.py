@@ -58,10 +58,6 @@ def build_dead_letter(
     return DeadLetter(key=key, value=value, headers=headers, error_type=error_type)
 
 
-class DlqLimitExceeded(RuntimeError):
-    """Raised when the dead-letter limit trips; the message names the cause."""
-
-
 class DlqPolicy:
     """Counts outcomes in consumption order and trips on a systematic failure.
 

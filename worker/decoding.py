@@ -5,23 +5,14 @@ classification (not UTF-8 vs. not JSON, empty text vs. other schema errors) only
 that already failed. Consistent with ``schemas.codec.decode_document``.
 """
 
-from dataclasses import dataclass
-
 import orjson
 from pydantic import ValidationError
 
 from schemas.dead_letter import ErrorType
 from schemas.document import InputDocument
+from worker.work_items import Rejection
 
 _MAX_ERROR_CHARS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a record cannot be classified; it goes to the dead-letter topic."""
-
-    error_type: ErrorType
-    message: str
 
 
 def describe_validation_error(

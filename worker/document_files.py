@@ -1,4 +1,5 @@
-"""Read documents from JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format.
+"""Read documents from JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format;
+write output files in place.
 
 One parser for every file reader: ``produce`` (:func:`read_documents`, stops at the first bad
 line) and ``classify`` (:func:`document_lines` + :func:`parse_document_line`, skips and counts bad
@@ -6,6 +7,7 @@ lines).
 """
 
 import gzip
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -100,3 +102,27 @@ def read_documents(path: Path | str) -> Iterator[InputDocument]:
     source = source_name(path)
     for line_number, line in document_lines(path):
         yield parse_document_line(line, source, line_number)
+
+
+@contextmanager
+def open_output(path: str) -> Iterator[IO[bytes]]:
+    """Write to ``path`` (``.gz`` compressed, ``-`` standard output) through a temporary file
+    renamed into place at the end: a failed run leaves no half-written output."""
+    if path == STDIN:
+        yield sys.stdout.buffer
+        sys.stdout.flush()
+        return
+    final = Path(path)
+    temporary = final.with_name(f".{final.name}.partial")
+    raw = open(temporary, "wb")  # noqa: SIM115 - closed below
+    handle: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb") if path.endswith(".gz") else raw
+    try:
+        yield handle
+    except BaseException:
+        handle.close()
+        raw.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    handle.close()
+    raw.close()
+    os.replace(temporary, final)

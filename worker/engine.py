@@ -4,17 +4,17 @@
                                                                           │ ModelRunner.score
     poll_results() ◀── results ◀── OutputBuilder ◀── window aggregation ◀─┘
 
-The caller (the Kafka loop, or ``classify`` on files) never blocks on the model: ``submit`` only
-queues, ``poll_results`` drains what is finished. Tokenizing runs on its own thread so that the
-model never waits for the tokenizer while work is queued; the inference thread asks the batcher
-for the next batch and sleeps at most until that batch's deadline.
+The caller (``worker.classify_step``) never blocks on the model: ``submit`` only queues,
+``poll_results`` drains what is finished (``on_results``, when set, is called as soon as there is
+something). Tokenizing runs on its own thread so that the model never waits for the tokenizer;
+the inference thread sleeps at most until the next batch's deadline. The engine keeps no table
+of documents: it moves each ``WorkItem``'s ``stage`` along (batch queue, model) and drops an item
+whose owner set ``cancelled`` wherever it finds it, without a result.
 
 Errors: a document that cannot be tokenized, or that runs out of memory even alone, comes back as a
 ``WorkResult`` with ``error`` set (→ a dead letter). Anything else that breaks a thread is fatal:
-``healthy()`` turns False and ``poll_results``/``submit`` raise :class:`EngineFailed`.
-
-All public methods are thread-safe; ``submit``, ``poll_results``, ``pending`` and ``discard`` are
-meant for the caller's thread while the engine's threads run.
+``healthy()`` turns False and ``poll_results``/``submit`` raise :class:`EngineFailed`. All public
+methods are thread-safe.
 """
 
 import copy
@@ -23,51 +23,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from itertools import count
 
-import numpy as np
-
-from schemas.labels import LabelsMessage
 from schemas.manifest import CheckpointManifest
-from worker.aggregation import WindowCollector
-from worker.batching import Pending, TokenBudgetBatcher, batch_cost
-from worker.checkpoint import load_checkpoint
-from worker.engine_config import (
-    EngineSettings,
-    resolve_device,
-    resolve_dtype,
-    resolve_torch_threads,
-)
+from worker.batching import Pending, TokenBudgetBatcher
+from worker.engine_batches import Job, Window, apply_scores, build_results, observe_batch
+from worker.engine_batches import queue_windows, take_group
+from worker.engine_config import EngineSettings
 from worker.metrics import WorkerMetrics
 from worker.model_runner import ModelRunner
 from worker.output_builder import OutputBuilder
-from worker.tokenize_stage import TokenizedDocument, TokenizeStage
-from worker.work_items import EngineFailed, WorkItem, WorkResult
+from worker.runner_setup import build_runner
+from worker.tokenize_stage import TokenizeStage
+from worker.work_items import EngineFailed, Stage, WorkItem, WorkResult
 
 logger = logging.getLogger(__name__)
 
 TOKENIZE_GROUP = 32
 """Most documents tokenized in one tokenizer call (smaller groups reach the batcher sooner)."""
-
-
-@dataclass(eq=False, slots=True)
-class _Job:
-    """One submitted document, from ``submit`` until ``poll_results`` hands its result out."""
-
-    key: int
-    item: WorkItem
-    tokenized: TokenizedDocument | None = None
-    collector: WindowCollector | None = None
-    cancelled: bool = False  # discarded: nothing more is done or returned for it
-    done: bool = False  # a result (success or error) was queued
-
-
-@dataclass(frozen=True, slots=True)
-class _Window:
-    job: _Job
-    index: int
-    ids: list[int]
 
 
 class InferenceEngine:
@@ -106,52 +78,35 @@ class InferenceEngine:
         self._work_ready = threading.Condition(self._lock)
         self._results_ready = threading.Condition(self._lock)
         self.max_batch_tokens = settings.resolve_batch_tokens(runner.device.type, self.max_length)
-        self._batcher: TokenBudgetBatcher[_Window] = TokenBudgetBatcher(
+        self._batcher: TokenBudgetBatcher[Window] = TokenBudgetBatcher(
             max_batch_tokens=self.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_s,
             clock=clock,
             pad_multiple=runner.pad_multiple,
         )
-        self._inbox: deque[_Job] = deque()
-        self._jobs: dict[int, _Job] = {}  # submitted and not yet handed out, by key
-        self._results: deque[tuple[_Job, WorkResult]] = deque()
-        self._keys = count()
+        self._inbox: deque[Job] = deque()
+        self._results: deque[tuple[Job, WorkResult]] = deque()
+        self._held = 0  # submitted, neither handed out nor dropped cancelled
+        self.on_results: Callable[[], None] | None = None
         self._threads: list[threading.Thread] = []
         self._started = False
         self._stopping = False
         self._failure: BaseException | None = None
         if metrics is not None:
-            metrics.model_info.info(
-                {
-                    "name": self.manifest.name,
-                    "version": self.manifest.version,
-                    "sha256": self.manifest.weights_sha256,
-                    "max_length": str(self.max_length),
-                    "long_documents": settings.long_documents,
-                    "device": str(runner.device),
-                    "dtype": str(runner.dtype).removeprefix("torch."),
-                }
-            )
+            metrics.model_info.info({
+                "name": self.manifest.name, "version": self.manifest.version,
+                "sha256": self.manifest.weights_sha256, "max_length": str(self.max_length),
+                "long_documents": settings.long_documents, "device": str(runner.device),
+                "dtype": str(runner.dtype).removeprefix("torch."),
+            })
 
     @classmethod
     def from_settings(
         cls, settings: EngineSettings, metrics: WorkerMetrics | None = None
     ) -> "InferenceEngine":
         """Load the checkpoint, build the runner, warm it up (unless disabled). Not started."""
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
-        import torch
-
-        torch.set_num_threads(resolve_torch_threads(settings.torch_threads))
-        checkpoint = load_checkpoint(settings.model, device=device, dtype=dtype)
-        max_length = settings.resolve_max_length(checkpoint.manifest.max_length)
-        runner = ModelRunner(checkpoint, max_length=max_length)
-        runner.compile(settings.torch_compile)
-        if settings.warmup:
-            runner.warmup(settings.resolve_batch_tokens(device.type, max_length),
-                          settings.max_batch_size)
-        return cls(runner, settings, metrics)
+        return cls(build_runner(settings), settings, metrics)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -206,10 +161,8 @@ class InferenceEngine:
             self._raise_if_failed()
             if self._stopping:
                 raise RuntimeError("the engine is stopped")
-            for item in items:
-                job = _Job(next(self._keys), item)
-                self._jobs[job.key] = job
-                self._inbox.append(job)
+            self._inbox.extend(Job(item) for item in items)
+            self._held += len(items)
             if items:
                 self._inbox_ready.notify()
 
@@ -228,36 +181,17 @@ class InferenceEngine:
             out = []
             while self._results:
                 job, result = self._results.popleft()
-                self._jobs.pop(job.key, None)
-                out.append(result)
+                self._release(job)
+                if not job.cancelled:
+                    out.append(result)
             return out
 
     def pending(self) -> int:
-        """Documents submitted and not yet returned by ``poll_results`` (nor discarded)."""
+        """Documents submitted and not yet handed out by ``poll_results`` (a cancelled one
+        counts until the engine comes across it: at once when queued or finished, after its
+        batch when being scored)."""
         with self._lock:
-            return len(self._jobs)
-
-    def has_capacity(self) -> bool:
-        """``pending() < settings.max_queued_documents``: the consumer may submit more."""
-        return self.pending() < self.settings.max_queued_documents
-
-    def discard(self, predicate: Callable[[WorkItem], bool]) -> int:
-        """Forget every held document whose item matches; returns how many were dropped.
-
-        Covers documents queued, being tokenized, batched, being scored and already finished
-        but not yet polled: no result for them is ever returned.
-        """
-        with self._lock:
-            dropped = [job for job in self._jobs.values() if predicate(job.item)]
-            if not dropped:
-                return 0
-            for job in dropped:
-                job.cancelled = True
-                del self._jobs[job.key]
-            self._inbox = deque(job for job in self._inbox if not job.cancelled)
-            self._batcher.remove(lambda window: window.job.cancelled)
-            self._results = deque(pair for pair in self._results if not pair[0].cancelled)
-            return len(dropped)
+            return self._held
 
     # -- threads -------------------------------------------------------------------------
 
@@ -281,25 +215,17 @@ class InferenceEngine:
                     self._inbox_ready.wait()
                 if self._stop_requested():
                     return
-                group = [self._inbox.popleft()
-                         for _ in range(min(TOKENIZE_GROUP, len(self._inbox)))]
+                group = take_group(self._inbox, TOKENIZE_GROUP, self._release)
+                if not group:
+                    continue
             started = time.perf_counter()
             tokenized = self.tokenize_stage.tokenize_each([job.item.document for job in group])
             if self.metrics is not None:
                 self.metrics.tokenize_seconds.observe(time.perf_counter() - started)
             with self._lock:
                 for job, result in zip(group, tokenized, strict=True):
-                    if job.cancelled:
-                        continue
-                    if isinstance(result, Exception):
-                        self._finish(job, None, f"tokenization failed: {result!r}")
-                    elif not result.windows:
-                        self._finish(job, None, "tokenization produced no tokens")
-                    else:
-                        job.tokenized = result
-                        job.collector = WindowCollector(len(result.windows), self.runner.n_labels)
-                        for index, ids in enumerate(result.windows):
-                            self._batcher.add(_Window(job, index, ids), len(ids))
+                    queue_windows(job, result, self._batcher, self.runner.n_labels,
+                                  release=self._release, fail=self._fail_job)
                 self._work_ready.notify()
 
     def _inference_loop(self) -> None:
@@ -308,71 +234,56 @@ class InferenceEngine:
                 while True:
                     if self._stop_requested():
                         return
+                    for cancelled in self._batcher.remove(lambda window: window.job.cancelled):
+                        self._release(cancelled.payload.job)
                     batch = self._batcher.next_batch()
                     if batch:
                         break
                     self._work_ready.wait(self._batcher.time_until_ready())
             self._run_batch(batch)
 
-    def _run_batch(self, batch: list[Pending[_Window]]) -> None:
+    def _run_batch(self, batch: list[Pending[Window]]) -> None:
         taken_at = self._clock()
-        sequences = [entry.payload.ids for entry in batch]
+        for entry in batch:
+            entry.payload.job.item.enter(Stage.MODEL)
         started = time.perf_counter()
-        scored = self.runner.score_batch(sequences)
-        elapsed = time.perf_counter() - started
+        scored = self.runner.score_batch([entry.payload.ids for entry in batch])
         if self.metrics is not None:
-            metrics = self.metrics
-            padded = batch_cost(batch)
-            for entry in batch:
-                metrics.queue_seconds.observe(max(0.0, taken_at - entry.added_at))
-            metrics.inference_seconds.observe(elapsed)
-            metrics.batch_size.observe(len(batch))
-            metrics.batch_tokens.observe(padded)
-            metrics.padding_efficiency.observe(sum(entry.length for entry in batch) / padded)
-
-        completed: list[tuple[_Job, np.ndarray]] = []
+            observe_batch(self.metrics, batch, taken_at, time.perf_counter() - started)
         with self._lock:
-            for row, entry in enumerate(batch):
-                window = entry.payload
-                job = window.job
-                if job.cancelled or job.done:
-                    continue
-                if row in scored.errors:
-                    # the document cannot be scored: drop its other windows, report the error
-                    self._batcher.remove(lambda other, job=job: other.job is job)
-                    self._finish(job, None, scored.errors[row])
-                elif job.collector.add(window.index, scored.probabilities[row]):
-                    job.done = True  # reserved: the result is built outside the lock
-                    completed.append((job, job.collector.result(self.settings.chunk_aggregation)))
+            completed = apply_scores(batch, scored, self.settings.chunk_aggregation,
+                                     release=self._release, fail=self._fail_job)
         if not completed:
             return
-        results = []
-        for job, probabilities in completed:
-            tokenized = job.tokenized
-            try:
-                message = self.output_builder.build(
-                    job.item.document.id,
-                    probabilities,
-                    truncated=tokenized.truncated,
-                    chunks=tokenized.chunks,
-                    tokens=tokenized.tokens,
-                    source=job.item.source,
-                )
-                results.append((job, WorkResult(job.item, message, None)))
-            except ValueError as exc:
-                results.append((job, WorkResult(job.item, None, f"invalid output: {exc}")))
+        results = build_results(self.output_builder, completed)
         with self._lock:
             for job, result in results:
-                if not job.cancelled:
+                if job.cancelled:
+                    self._release(job)
+                else:
                     self._results.append((job, result))
             self._results_ready.notify_all()
+        self._notify_caller()
 
-    # -- helpers (call with the lock held) -----------------------------------------------
+    # -- helpers (call with the lock held, but _notify_caller) ----------------------------
 
-    def _finish(self, job: _Job, message: LabelsMessage | None, error: str | None) -> None:
+    def _fail_job(self, job: Job, error: str) -> None:
+        """An error result for ``job`` (it is not scored); its other windows are dropped."""
         job.done = True
-        self._results.append((job, WorkResult(job.item, message, error)))
+        self._batcher.remove(lambda other: other.job is job)
+        self._results.append((job, WorkResult(job.item, None, error)))
         self._results_ready.notify_all()
+        self._notify_caller()
+
+    def _release(self, job: Job) -> None:
+        if not job.released:
+            job.released = True
+            self._held -= 1
+
+    def _notify_caller(self) -> None:
+        callback = self.on_results
+        if callback is not None:
+            callback()
 
     def _stop_requested(self) -> bool:
         return self._stopping or self._failure is not None

@@ -1,8 +1,8 @@
 """Settings of the inference engine (model, device, batching, long documents).
 
-``EngineSettings`` is a plain frozen pydantic model so that it can be built directly in tests and
-by ``eurovoc-worker classify``; the Kafka worker's pydantic-settings ``WorkerSettings`` inherits
-these fields, which makes each one a CLI flag and an ``EUROVOC_*`` environment variable.
+``EngineSettings`` is a plain frozen pydantic model so that it can be built directly in tests; it is
+the ``engine`` group of the Kafka worker's settings (``worker.config``) and the settings of
+``eurovoc-worker classify`` (``worker.classify``), whose command lines pydantic-settings generates.
 
 Relations that need the checkpoint (``max_length=None`` means "the manifest's") are checked again
 by :meth:`EngineSettings.resolve_max_length` once the manifest is known.
@@ -82,11 +82,12 @@ class EngineSettings(BaseModel):
         description="Raw text is cut to max_length x windows x this many characters before "
         "tokenizing, so a huge document cannot stall the tokenizer.",
     )
-    max_queued_documents: int = Field(
+    max_in_flight: int = Field(
         default=256,
         ge=1,
-        description="Documents the engine holds (queued, batched, scored but not collected) "
-        "before the consumer should pause.",
+        description="The one capacity knob: documents the model stage holds (queued, "
+        "tokenized, batched, being scored, scored but not yet handed on). At this bound the "
+        "Kafka worker pauses its partitions (polling goes on) until there is room again.",
     )
     torch_threads: int | None = Field(
         default=None,

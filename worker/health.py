@@ -2,9 +2,12 @@
 
 * ``/healthz`` answers 200 while the loop thread keeps completing iterations (an idle or fully
   paused worker still iterates: it keeps calling ``poll()``), and 503 once it has not for
-  ``stall_after_s`` seconds, or when the inference engine has died. Before the loop starts (model
-  loading) it answers 200 ``starting``: use a startup probe for a slow first load.
-* ``/readyz`` answers 200 once the model is loaded and the member has joined its group.
+  ``stall_after_s`` seconds, once the watchdog found the worker stalled (work to do, no
+  progress: ``worker.watchdog``), or when the inference engine has died. Before the loop starts
+  (model loading) it answers 200 ``starting``: use a startup probe for a slow first load.
+* ``/readyz`` answers 200 while the model is loaded and the member holds its place in the
+  group: from the moment its first assignment was applied until it loses its membership
+  (evicted, partitions lost) or starts stopping.
 * ``/metrics`` is the Prometheus text format of the worker's registry.
 """
 
@@ -22,20 +25,24 @@ logger = logging.getLogger(__name__)
 
 
 class HealthState:
-    """Written by the loop thread (plain attribute stores), read by the HTTP thread."""
+    """Written by the loop and watchdog threads (plain attribute stores), read by the HTTP one."""
 
     def __init__(self, stall_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_after_s = stall_after_s
         self._clock = clock
         self.last_tick: float | None = None
         self.model_loaded = False
-        self.joined = False
+        self.member = False  # the group assignment is applied and the membership not lost
+        self.stopping = False
+        self.failure: str | None = None  # set by the watchdog: why the worker is not healthy
         self.engine_healthy: Callable[[], bool] = lambda: True
 
     def tick(self, now: float | None = None) -> None:
         self.last_tick = self._clock() if now is None else now
 
     def live(self) -> tuple[bool, str]:
+        if self.failure is not None:
+            return False, self.failure
         if self.last_tick is None:
             return True, "starting"
         stalled_for = self._clock() - self.last_tick
@@ -48,8 +55,10 @@ class HealthState:
     def ready(self) -> tuple[bool, str]:
         if not self.model_loaded:
             return False, "model not loaded"
-        if not self.joined:
-            return False, "not joined to the consumer group"
+        if self.stopping:
+            return False, "stopping"
+        if not self.member:
+            return False, "not a member of the consumer group (joining, or membership lost)"
         return True, "ok"
 
 

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -10,6 +9,7 @@ from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
 from worker.config import WorkerSettings
+from worker.group_consumer import GroupConsumer, Producer
 
 _ASSIGNORS = {
     "cooperative-sticky": CooperativeStickyAssignor,
@@ -20,17 +20,21 @@ _ASSIGNORS = {
 
 
 def is_cooperative(settings: WorkerSettings) -> bool:
-    return settings.assignment_strategy == "cooperative-sticky"
+    return settings.consumer.assignment_strategy == "cooperative-sticky"
 
 
-def security_config(settings: WorkerSettings) -> dict[str, Any]:
+def security_config(worker: WorkerSettings) -> dict[str, Any]:
     """Connection and security options shared by every client."""
+    settings = worker.kafka
     config: dict[str, Any] = {
         "bootstrap_servers": [s.strip() for s in settings.bootstrap_servers.split(",") if s.strip()],
-        "client_id": settings.worker_id,
+        "client_id": worker.operations.worker_id,
         "security_protocol": settings.security_protocol,
         "request_timeout_ms": settings.request_timeout_ms,
         "bootstrap_timeout_ms": max(settings.request_timeout_ms, 10_000),
+        # kafka-python backs off up to 30 s between reconnects (Java: 1 s): after a broker
+        # restart the worker would idle that long.
+        "reconnect_backoff_max_ms": 5000,
     }
     if settings.security_protocol.startswith("SASL"):
         config["sasl_mechanism"] = settings.sasl_mechanism
@@ -49,8 +53,9 @@ def security_config(settings: WorkerSettings) -> dict[str, Any]:
     return config
 
 
-def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
-    config = security_config(settings)
+def consumer_config(worker: WorkerSettings) -> dict[str, Any]:
+    config = security_config(worker)
+    settings = worker.consumer
     config.update(
         group_id=settings.group_id,
         group_instance_id=settings.group_instance_id,
@@ -75,29 +80,37 @@ def consumer_config(settings: WorkerSettings) -> dict[str, Any]:
     return config
 
 
-def producer_config(settings: WorkerSettings) -> dict[str, Any]:
-    config = security_config(settings)
+MAX_BLOCK_MS = 5000
+"""Longest a ``send()`` blocks the loop: only when metadata is missing (topics are checked and
+their metadata fetched at start-up, so: the topic was deleted). kafka-python 3's producer
+buffer is unbounded; the produce step bounds what it holds (``producer_buffer_bytes``)."""
+
+
+def producer_config(worker: WorkerSettings) -> dict[str, Any]:
+    config = security_config(worker)
+    settings = worker.producer
     config.update(
         acks="all",
         enable_idempotence=True,
         compression_type=None if settings.compression_type == "none" else settings.compression_type,
         linger_ms=settings.linger_ms,
         batch_size=settings.producer_batch_bytes,
-        max_request_size=max(settings.max_request_size, settings.dlq_max_value_bytes + 64 * 1024),
+        max_request_size=max(settings.max_request_size,
+                             worker.dead_letters.dlq_max_value_bytes + 64 * 1024),
         delivery_timeout_ms=settings.delivery_timeout_ms,
         max_in_flight_requests_per_connection=5,
-        max_block_ms=max(settings.request_timeout_ms, 10_000),
+        max_block_ms=MAX_BLOCK_MS,
         allow_auto_create_topics=False,
     )
     return config
 
 
-def build_consumer(settings: WorkerSettings) -> KafkaConsumer:
-    return KafkaConsumer(**consumer_config(settings))
+def build_consumer(settings: WorkerSettings) -> GroupConsumer:
+    return GroupConsumer(**consumer_config(settings))
 
 
-def build_producer(settings: WorkerSettings) -> KafkaProducer:
-    return KafkaProducer(**producer_config(settings))
+def build_producer(settings: WorkerSettings) -> Producer:
+    return Producer(**producer_config(settings))
 
 
 def build_admin(settings: WorkerSettings) -> KafkaAdminClient:

@@ -3,10 +3,15 @@
 Fields: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``msg``, ``thread``, any ``extra={...}``
 fields of the call, and ``exc`` for exceptions. The worker logs events (start-up, rebalances,
 commits on revoke, shutdown), never one line per message.
+
+kafka-python repeats its warnings and errors while a broker is away (a connection error every
+retry backoff): :data:`kafka_log_throttle` lets each distinct kafka-python message through at
+most once a minute, and none while the watchdog reports an outage (it logs the outage itself).
 """
 
 import logging
 import sys
+import time
 from datetime import UTC, datetime
 
 import orjson
@@ -31,6 +36,31 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class KafkaLogThrottle(logging.Filter):
+    """Each distinct ``kafka.*`` message at most once per ``interval_s``; none while ``quiet``."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.quiet = False
+        self._last: dict[tuple[str, object], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kafka"):
+            return True
+        if self.quiet:
+            return False
+        key = (record.name, record.msg)
+        now = time.monotonic()
+        if now - self._last.get(key, -self.interval_s) < self.interval_s:
+            return False
+        self._last[key] = now
+        return True
+
+
+kafka_log_throttle = KafkaLogThrottle()
+
+
 def setup_logging(level: str = "INFO", fmt: str = "json", stream=None) -> None:
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
@@ -40,6 +70,7 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream=None) -> None:
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)
+    handler.addFilter(kafka_log_throttle)
     root.addHandler(handler)
     root.setLevel(level)
     # kafka-python is chatty at INFO (every connection and metadata refresh).

@@ -69,4 +69,20 @@ class WorkerMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.oldest_in_flight = Gauge(
+            "eurovoc_oldest_in_flight_seconds",
+            "Age of the oldest document consumed and not yet acknowledged (0: none).",
+            registry=r,
+        )
+        self.last_progress = Gauge(
+            "eurovoc_last_progress_timestamp_seconds",
+            "Unix time of the last progress: records fetched, a batch scored, an output "
+            "acknowledged, offsets committed.",
+            registry=r,
+        )
+        self.broker_connected = Gauge(
+            "eurovoc_broker_connected",
+            "1 while the consumer has a connection to a broker, 0 during an outage.",
+            registry=r,
+        )
         self.model_info = Info("eurovoc_model", "The loaded checkpoint.", registry=r)

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from worker.config import WorkerSettings
+from tests.tiny_checkpoint import make_tiny_checkpoint
+from worker.config import WorkerSettings, setting_groups
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +31,9 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_run_help_documents_every_setting():
     result = _run("run", "--help")
     assert result.returncode == 0
-    for name in WorkerSettings.model_fields:
-        assert f"--{name.replace('_', '-')}" in result.stdout, name
+    for names in setting_groups(WorkerSettings).values():
+        for name in names:
+            assert f"--{name.replace('_', '-')}" in result.stdout, name
     assert "EUROVOC_" in result.stdout
 
 
@@ -52,3 +54,21 @@ def test_a_missing_checkpoint_is_a_configuration_error(tmp_path):
     result = _run("run", *REQUIRED, "--model", str(tmp_path), "--metrics-port", "-1")
     assert result.returncode == 2
     assert "model" in result.stderr
+
+
+def test_engine_settings_that_do_not_fit_the_checkpoint_exit_2_naming_the_setting(tmp_path):
+    # Fault 3: a ValueError from building the engine escaped as a traceback with exit 1.
+    make_tiny_checkpoint(tmp_path, max_length=64)
+    result = _run("run", *REQUIRED, "--model", str(tmp_path), "--max-batch-tokens", "32",
+                  "--metrics-port", "-1")
+    assert result.returncode == 2, result.stderr
+    assert "max_batch_tokens=32 cannot hold one sequence of max_length=64" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_removed_setting_names_its_replacement():
+    result = _run("run", *REQUIRED, "--model", "/nowhere",
+                  env={"EUROVOC_MAX_QUEUED_DOCUMENTS": "64"})
+    assert result.returncode == 2
+    assert "max_queued_documents was removed: max_in_flight is the one capacity knob" in (
+        result.stderr)

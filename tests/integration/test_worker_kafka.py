@@ -8,66 +8,16 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
-from pathlib import Path
 
 import orjson
 import pytest
 
 from schemas.dead_letter import DeadLetterHeaders
-from tests.integration.worker_harness import (
-    TopicReader,
-    WorkerProcess,
-    documents,
-    metric_values,
-    wait_until,
-)
-from tests.kafka_fixtures import (
-    admin_client,
-    committed_offsets,
-    create_topic,
-    end_offsets,
-    produce_messages,
-)
-from tests.tiny_checkpoint import make_tiny_checkpoint
+from tests.integration.conftest import start_worker
+from tests.integration.worker_harness import TopicReader, documents, metric_values, wait_until
+from tests.kafka_fixtures import committed_offsets, end_offsets, produce_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tiny-checkpoint")
-    make_tiny_checkpoint(path)
-    return path
-
-
-@pytest.fixture
-def topics(kafka_bootstrap: str):
-    """An input topic and its ``-out`` / ``-dlq`` topics, 3 partitions each."""
-    name = f"worker-{uuid.uuid4().hex}"
-    names = [name, f"{name}-out", f"{name}-dlq"]
-    for topic in names:
-        create_topic(kafka_bootstrap, topic, 3)
-    yield name
-    try:
-        with admin_client(kafka_bootstrap) as admin:
-            admin.delete_topics(names)
-    except Exception:  # noqa: BLE001 - uuid-named leftovers harm nobody
-        pass
-
-
-@pytest.fixture
-def workers():
-    started: list[WorkerProcess] = []
-    yield started
-    for worker in started:
-        worker.kill()
-
-
-def _start(workers, **kwargs) -> WorkerProcess:
-    worker = WorkerProcess(**kwargs).start()
-    workers.append(worker)
-    return worker
 
 
 def _all_committed(bootstrap: str, group: str, topic: str) -> bool:
@@ -79,7 +29,7 @@ def test_every_document_exactly_once_and_lag_zero(kafka_bootstrap, topics, group
                                                   workers):
     sent = documents(2000)
     produce_messages(kafka_bootstrap, topics, sent)
-    worker = _start(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+    worker = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                     model=tiny_model)
     reader = TopicReader(kafka_bootstrap, f"{topics}-out")
     try:
@@ -133,7 +83,7 @@ def test_poison_records_go_to_the_dead_letter_topic(kafka_bootstrap, topics, gro
             name = list(poison)[index // 30]
             messages.append((name.encode(), poison[name][0]))
     produce_messages(kafka_bootstrap, topics, messages)
-    worker = _start(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+    worker = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                     model=tiny_model, extra=["--max-message-bytes", "65536"])
     outputs = TopicReader(kafka_bootstrap, f"{topics}-out")
     dead = TopicReader(kafka_bootstrap, f"{topics}-dlq")
@@ -165,8 +115,8 @@ def test_poison_records_go_to_the_dead_letter_topic(kafka_bootstrap, topics, gro
 
 @pytest.mark.timeout(120)
 def test_slow_batch_causes_no_rebalance(kafka_bootstrap, topics, group_id, tiny_model, workers):
-    produce_messages(kafka_bootstrap, topics, documents(8))
-    worker = _start(
+    produce_messages(kafka_bootstrap, topics, documents(12))
+    worker = start_worker(
         workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id, model=tiny_model,
         module="tests.integration.slow_worker", env={"EUROVOC_TEST_BATCH_DELAY_S": "15"},
         extra=["--max-poll-interval-ms", "5000", "--max-wait-ms", "2000",
@@ -175,8 +125,9 @@ def test_slow_batch_causes_no_rebalance(kafka_bootstrap, topics, group_id, tiny_
     reader = TopicReader(kafka_bootstrap, f"{topics}-out")
     try:
         assigned = worker.wait_event("partitions_assigned", 30)
-        # 8 documents, at most 8 in flight: one 15 s batch (3 x max_poll_interval_ms), during
-        # which the partitions are paused and the loop keeps polling (and stays healthy).
+        # 12 documents, at most 8 in the model: a 15 s batch (3 x max_poll_interval_ms) while
+        # the other 4 wait with the partitions paused and the loop polling on (and healthy),
+        # then a second one.
         paused_seen = []
 
         def watch() -> None:
@@ -184,7 +135,7 @@ def test_slow_batch_causes_no_rebalance(kafka_bootstrap, topics, group_id, tiny_
             if status == 200 and metric_values(text, "eurovoc_paused_partitions") == {"": 3.0}:
                 paused_seen.append(worker.get("/healthz")[0])
 
-        reader.wait_for(8, timeout_s=70, also=watch)
+        reader.wait_for(12, timeout_s=90, also=watch)
         wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 20, "commits")
         assert max(reader.ids().values()) == 1
         assert paused_seen and set(paused_seen) == {200}
@@ -205,7 +156,7 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap, topics
     sent = documents(1500)
     produce_messages(kafka_bootstrap, topics, sent)
     slow = {"EUROVOC_TEST_BATCH_DELAY_S": "0.05"}
-    first = _start(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+    first = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                    model=tiny_model, module="tests.integration.slow_worker", env=slow,
                    extra=["--max-batch-size", "16"], name="first")
     reader = TopicReader(kafka_bootstrap, f"{topics}-out")
@@ -227,7 +178,7 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap, topics
             by_partition[orjson.loads(record.value)["source"]["partition"]] += 1
         assert {p: committed.get(p, 0) for p in range(3)} == by_partition
 
-        second = _start(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+        second = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                         model=tiny_model, name="second")
         reader.wait_for(len(sent), timeout_s=60)
         wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
@@ -250,11 +201,11 @@ def test_second_worker_joining_takes_partitions_without_duplicates(
     common = dict(bootstrap=kafka_bootstrap, topic=topics, group=group_id, model=tiny_model,
                   module="tests.integration.slow_worker", env=slow,
                   extra=["--max-batch-size", "16"])
-    first = _start(workers, name="first", **common)
+    first = start_worker(workers, name="first", **common)
     reader = TopicReader(kafka_bootstrap, f"{topics}-out")
     try:
         reader.wait_for(200, timeout_s=60)
-        second = _start(workers, name="second", **common)
+        second = start_worker(workers, name="second", **common)
         second.wait_event("partitions_assigned", 40)
         reader.wait_for(len(sent), timeout_s=90)
         wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
@@ -283,7 +234,7 @@ def test_dead_letter_limit_stops_the_worker_after_committing_earlier_work(
     bad = [(f"bad-{i}".encode(), b"not json at all") for i in range(150)]
     produce_messages(kafka_bootstrap, topics, good)
     produce_messages(kafka_bootstrap, topics, bad)
-    worker = _start(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+    worker = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                     model=tiny_model, extra=["--dlq-max-consecutive", "20"])
     code = worker.wait(timeout_s=60)
     assert code == 3

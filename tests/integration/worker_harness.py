@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -12,10 +13,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 
 import orjson
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from tests.kafka_fixtures import CONSUMER_TIMEOUTS, free_ports
 
@@ -94,17 +96,8 @@ class WorkerProcess:
             self.lines.append(line.rstrip("\n"))
 
     def events(self, name: str | None = None) -> list[dict]:
-        out = []
-        for line in list(self.lines):
-            if not line.startswith("{"):
-                continue
-            try:
-                entry = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if name is None or entry.get("event") == name:
-                out.append(entry)
-        return out
+        return [entry for entry in log_events(list(self.lines))
+                if name is None or entry.get("event") == name]
 
     def log_text(self) -> str:
         return "\n".join(self.lines)
@@ -121,11 +114,14 @@ class WorkerProcess:
         raise AssertionError(f"no {name!r} event within {timeout_s}s; log:\n{self.log_text()[-5000:]}")
 
     def get(self, path: str) -> tuple[int, str]:
+        """``(status, body)``; ``(0, "")`` while nothing listens yet."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as reply:
                 return reply.status, reply.read().decode()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
+        except urllib.error.URLError:
+            return 0, ""
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
@@ -203,3 +199,52 @@ def metric_values(text: str, name: str) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             values[key[len(name):]] = float(value)
     return values
+
+
+def feed(bootstrap: str, topic: str, partitions: int, rate: float, stop: threading.Event) -> int:
+    """Send one small document to each partition in turn at ``rate`` a second until ``stop``;
+    returns how many were sent."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    sent = 0
+    started = time.monotonic()
+    while not stop.is_set():
+        doc_id = f"doc-{sent}"
+        producer.send(topic, key=doc_id.encode(), partition=sent % partitions,
+                      value=orjson.dumps({"id": doc_id, "text": "council regulation fish"}))
+        sent += 1
+        time.sleep(max(0.0, started + sent / rate - time.monotonic()))
+    producer.flush(30)
+    producer.close(5)
+    return sent
+
+
+def log_events(lines: Iterable[str]) -> list[dict]:
+    """The JSON log lines among ``lines``, parsed."""
+    out = []
+    for line in lines:
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def owned_at(events: list[dict], moment: float) -> set[int]:
+    """Partitions a worker held at ``moment`` (epoch seconds), from its partition events."""
+    owned: set[int] = set()
+    for event in events:
+        kind = event.get("event")
+        if kind not in ("partitions_assigned", "partitions_revoked", "partitions_lost"):
+            continue
+        if datetime.fromisoformat(event["ts"]).timestamp() > moment:
+            break
+        partitions = {int(name.rsplit("/", 1)[1]) for name in event["partitions"]}
+        owned = owned | partitions if kind == "partitions_assigned" else owned - partitions
+    return owned
+
+
+def longest_gap(times: Iterable[float], start: float, end: float) -> float:
+    """The longest interval within [start, end] without one of ``times``."""
+    points = [start, *sorted(t for t in times if start <= t <= end), end]
+    return max(b - a for a, b in zip(points, points[1:]))

@@ -12,7 +12,8 @@ from schemas.document import InputDocument  # noqa: E402
 from tests.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
 from worker.aggregation import WindowCollector, aggregate  # noqa: E402
 from worker.checkpoint import load_checkpoint  # noqa: E402
-from worker.engine import InferenceEngine, WorkItem  # noqa: E402
+from worker.engine import InferenceEngine  # noqa: E402
+from worker.work_items import work_item  # noqa: E402
 from worker.engine_config import EngineSettings  # noqa: E402
 from worker.model_runner import ModelRunner  # noqa: E402
 
@@ -78,8 +79,8 @@ def test_a_three_window_document_gets_the_aggregate_of_its_windows_scored_alone(
     try:
         # a short document in the same batches, to make sure padding does not leak in
         engine.submit([
-            WorkItem(InputDocument(id="long", text=text), None, 0.0),
-            WorkItem(InputDocument(id="short", text="fish"), None, 0.0),
+            work_item(InputDocument(id="long", text=text)),
+            work_item(InputDocument(id="short", text="fish")),
         ])
         results = {}
         while len(results) < 2:

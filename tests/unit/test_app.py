@@ -1,17 +1,20 @@
 """Process-level behaviour of the worker (worker.app, worker.logging_setup) without a broker."""
 
+import contextlib
 import io
 import logging
+import os
 import signal
+import time
 
 import orjson
 import pytest
 
 from worker.app import _Signals
-from worker.logging_setup import setup_logging
+from worker.logging_setup import kafka_log_throttle, setup_logging
 
 
-class _Loop:
+class _Processor:
     def __init__(self) -> None:
         self.stops: list[str] = []
 
@@ -19,7 +22,15 @@ class _Loop:
         self.stops.append(reason)
 
 
-def test_first_signal_drains_and_a_second_exits_at_once(monkeypatch):
+class _Watchdog:
+    def __init__(self) -> None:
+        self.armed: list[tuple[float, int, str]] = []
+
+    def arm(self, deadline: float, exit_code: int, why: str) -> None:
+        self.armed.append((deadline, exit_code, why))
+
+
+def test_first_signal_drains_with_a_deadline_and_a_second_exits_at_once(monkeypatch):
     exits = []
 
     def fake_exit(code: int) -> None:
@@ -27,25 +38,39 @@ def test_first_signal_drains_and_a_second_exits_at_once(monkeypatch):
         raise SystemExit(code)
 
     monkeypatch.setattr("worker.app.os._exit", fake_exit)
-    loop = _Loop()
+    processor, watchdog = _Processor(), _Watchdog()
     before = signal.getsignal(signal.SIGTERM)
-    with _Signals(loop) as signals:
-        assert signal.getsignal(signal.SIGTERM) == signals._handle
-        signals._handle(signal.SIGTERM, None)
-        assert loop.stops == ["received SIGTERM"] and exits == []
+    with _Signals(processor, watchdog, drain_timeout_s=30):
+        assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_DFL)
+        started = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert processor.stops == ["received SIGTERM"] and exits == []
+        [(deadline, code, why)] = watchdog.armed  # exit within drain_timeout_s + 5 s, whatever
+        assert 34 <= deadline - started <= 35.5 and code == 1 and "did not finish" in why
         with pytest.raises(SystemExit):
-            signals._handle(signal.SIGINT, None)
+            os.kill(os.getpid(), signal.SIGINT)
     assert exits == [128 + signal.SIGINT]
-    assert loop.stops == ["received SIGTERM"]  # the second signal did not wait for the drain
+    assert processor.stops == ["received SIGTERM"]  # the second signal did not wait for the drain
     assert signal.getsignal(signal.SIGTERM) == before
 
 
-def test_json_logs_are_one_object_per_line_with_the_extra_fields():
+@contextlib.contextmanager
+def logs(fmt: str):
+    """The worker's logging set up on a string stream, the test runner's restored after."""
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     stream = io.StringIO()
     try:
-        setup_logging("INFO", "json", stream=stream)
+        setup_logging("INFO", fmt, stream=stream)
+        yield stream
+    finally:
+        kafka_log_throttle.quiet = False
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_json_logs_are_one_object_per_line_with_the_extra_fields():
+    with logs("json") as stream:
         logging.getLogger("worker.test").info(
             "partitions %s", "assigned", extra={"event": "partitions_assigned", "generation": 4})
         try:
@@ -53,12 +78,24 @@ def test_json_logs_are_one_object_per_line_with_the_extra_fields():
         except ValueError:
             logging.getLogger("worker.test").exception("failed", extra={"event": "fatal"})
         logging.getLogger("kafka.conn").info("chatty")  # kafka-python stays at WARNING
-    finally:
-        root.handlers[:] = saved[0]
-        root.setLevel(saved[1])
     first, second = (orjson.loads(line) for line in stream.getvalue().splitlines())
     assert first["msg"] == "partitions assigned" and first["level"] == "INFO"
     assert (first["event"], first["generation"], first["logger"]) == (
         "partitions_assigned", 4, "worker.test")
     assert first["ts"].endswith("+00:00")
     assert second["event"] == "fatal" and "ValueError: boom" in second["exc"]
+
+
+def test_kafka_python_messages_are_throttled_and_silenced_during_an_outage():
+    with logs("text") as stream:
+        kafka = logging.getLogger("kafka.net.manager")
+        for _ in range(50):
+            kafka.error("Connection failed: %s", "refused")
+        logging.getLogger("worker.x").error("ours are never throttled")
+        logging.getLogger("worker.x").error("ours are never throttled")
+        kafka_log_throttle.quiet = True
+        logging.getLogger("kafka.cluster").warning("silenced during an outage")
+    lines = stream.getvalue().splitlines()
+    assert sum("Connection failed" in line for line in lines) == 1
+    assert sum("ours are never throttled" in line for line in lines) == 2
+    assert not any("silenced" in line for line in lines)

@@ -1,45 +1,20 @@
-"""``classify_file`` with a fake engine: the shared line parser, skipping, order, bad input."""
+"""``classify_file`` with a fake engine: the shared line parser, the shared classify step,
+skipping, order, bad input."""
 
 import gzip
 import logging
-from datetime import UTC, datetime
 
 import orjson
 import pytest
 
-from schemas.labels import LabelsMessage, ModelInfo
+from tests.fake_engine import FakeEngine
 from worker.classify import build_parser, classify_file, settings_from_args
 from worker.document_files import DocumentFileError
-from worker.work_items import WorkResult
 
 
-class _Settings:
-    max_queued_documents = 4
-
-
-class FakeEngine:
-    """Finishes documents newest first, so ``classify_file`` must restore the input order."""
-
-    settings = _Settings()
-
-    def __init__(self) -> None:
-        self.held: list = []
-
-    def submit(self, items) -> None:
-        self.held.extend(items)
-
-    def pending(self) -> int:
-        return len(self.held)
-
-    def poll_results(self, timeout: float = 0.0):
-        held, self.held = self.held[::-1], []
-        return [
-            WorkResult(item, LabelsMessage(
-                id=item.document.id, labels=[], scores={}, thresholds={},
-                model=ModelInfo(name="m", version="1", sha256="0" * 64), truncated=False,
-                chunks=1, tokens=3, produced_at=datetime.now(UTC)), None)
-            for item in held
-        ]
+def newest_first(max_in_flight: int = 4) -> FakeEngine:
+    """Finishes each group newest first: ``classify_file`` must restore the input order."""
+    return FakeEngine(reverse=True, max_in_flight=max_in_flight)
 
 
 def test_bad_lines_are_skipped_with_their_line_numbers_and_the_order_is_kept(tmp_path, caplog):
@@ -49,7 +24,7 @@ def test_bad_lines_are_skipped_with_their_line_numbers_and_the_order_is_kept(tmp
     source.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
     out = tmp_path / "out.jsonl"
     with caplog.at_level(logging.ERROR, logger="worker.classify"):
-        summary = classify_file(FakeEngine(), str(source), str(out), progress=False)
+        summary = classify_file(newest_first(), str(source), str(out), progress=False)
     assert (summary["documents"], summary["written"], summary["invalid_lines"]) == (10, 10, 3)
     ids = [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()]
     assert ids == [f"d{i}" for i in range(10)]
@@ -63,7 +38,7 @@ def test_an_unreadable_input_raises_and_leaves_no_output(tmp_path):
     source.write_bytes(b"this is not gzip")
     out = tmp_path / "out.jsonl"
     with pytest.raises(DocumentFileError, match="cannot read"):
-        classify_file(FakeEngine(), str(source), str(out), progress=False)
+        classify_file(newest_first(), str(source), str(out), progress=False)
     assert list(tmp_path.iterdir()) == [source]
 
 

@@ -7,7 +7,7 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from pydantic import ValidationError
 
 from worker import cli
-from worker.config import ConfigFileError, WorkerSettings, load_settings
+from worker.config import ConfigFileError, WorkerSettings, load_settings, setting_groups
 from worker.kafka_clients import consumer_config, producer_config
 
 REQUIRED = {
@@ -35,12 +35,22 @@ def _clean_env(monkeypatch):
 
 def test_defaults():
     settings = load_settings(**REQUIRED)
-    assert settings.assignment_strategy == "cooperative-sticky"
-    assert settings.max_message_bytes == 1024 * 1024
-    assert (settings.dlq_max_consecutive, settings.dlq_max_ratio, settings.dlq_ratio_window) == (
+    assert settings.consumer.assignment_strategy == "cooperative-sticky"
+    assert settings.consumer.max_message_bytes == 1024 * 1024
+    letters = settings.dead_letters
+    assert (letters.dlq_max_consecutive, letters.dlq_max_ratio, letters.dlq_ratio_window) == (
         100, 0.5, 1000)
-    assert settings.worker_id
-    assert settings.engine_settings().model == settings.model
+    assert settings.operations.worker_id
+    assert settings.engine.max_in_flight == 256
+    assert settings.operations.stall_timeout_s == 120
+    assert str(settings.engine.model) == REQUIRED["model"]
+
+
+def test_every_setting_has_one_name_across_the_groups():
+    names = [name for group in setting_groups(WorkerSettings).values() for name in group]
+    assert len(names) == len(set(names))
+    assert set(setting_groups(WorkerSettings)) == {
+        "kafka", "consumer", "producer", "dead_letters", "engine", "operations"}
 
 
 def test_environment_and_file(tmp_path, monkeypatch):
@@ -48,11 +58,22 @@ def test_environment_and_file(tmp_path, monkeypatch):
     config.write_text(json.dumps({**REQUIRED, "max_in_flight": 64, "linger_ms": 9}))
     monkeypatch.setenv("EUROVOC_MAX_IN_FLIGHT", "32")
     settings = load_settings(config_file=config)
-    assert settings.max_in_flight == 32  # the environment beats the file
-    assert settings.linger_ms == 9
+    assert settings.engine.max_in_flight == 32  # the environment beats the file
+    assert settings.producer.linger_ms == 9
     toml = tmp_path / "worker.toml"
-    toml.write_text("\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items()) + "\nlinger_ms = 7\n")
-    assert load_settings(config_file=toml).linger_ms == 7
+    toml.write_text("\n".join(f'{k} = "{v}"' for k, v in REQUIRED.items())
+                    + "\nlinger_ms = 7\n[engine]\nmax_batch_size = 5\n")
+    settings = load_settings(config_file=toml)
+    assert (settings.producer.linger_ms, settings.engine.max_batch_size) == (7, 5)
+
+
+def test_grouped_environment_beats_the_flat_one(monkeypatch):
+    monkeypatch.setenv("EUROVOC_MAX_BATCH_SIZE", "3")
+    monkeypatch.setenv("EUROVOC_ENGINE__MAX_BATCH_SIZE", "4")
+    monkeypatch.setenv("EUROVOC_HEALTH_STALL_S", "33")  # the old name of stall_timeout_s
+    settings = load_settings(**REQUIRED)
+    assert settings.engine.max_batch_size == 4
+    assert settings.operations.stall_timeout_s == 33
 
 
 def test_missing_or_unknown_config_file(tmp_path):
@@ -72,7 +93,8 @@ def test_missing_or_unknown_config_file(tmp_path):
     ("override", "named"),
     [
         ({"max_in_flight": 0}, "max_in_flight"),
-        ({"max_in_flight": 1000}, "max_queued_documents"),
+        ({"max_queued_documents": 1000}, "max_queued_documents was removed: max_in_flight"),
+        ({"request_timeout_ms": 1000, "fetch_max_wait_ms": 1000}, "request_timeout_ms"),
         ({"heartbeat_interval_ms": 50_000}, "heartbeat_interval_ms"),
         ({"output_topic": "docs"}, "output_topic"),
         ({"security_protocol": "SASL_SSL"}, "sasl_mechanism"),
@@ -87,7 +109,7 @@ def test_invalid_settings_name_the_setting(override, named):
 
     if named == "compression_type" and codec.has_zstd():
         pytest.skip("zstd is installed here")
-    with pytest.raises(ValidationError, match=named):
+    with pytest.raises(ValueError, match=named):  # pydantic's ValidationError included
         load_settings(**{**REQUIRED, **override})
 
 
@@ -112,7 +134,8 @@ def test_kafka_client_options():
     producer = producer_config(settings)
     assert producer["acks"] == "all" and producer["enable_idempotence"] is True
     assert producer["compression_type"] == "gzip"
-    assert producer["max_request_size"] > settings.dlq_max_value_bytes
+    assert producer["max_request_size"] > settings.dead_letters.dlq_max_value_bytes
+    assert consumer["allow_auto_create_topics"] is producer["allow_auto_create_topics"] is False
 
 
 def test_run_help_documents_every_setting(capsys):
@@ -120,8 +143,10 @@ def test_run_help_documents_every_setting(capsys):
         cli.main(["run", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for name in WorkerSettings.model_fields:
-        assert f"--{name.replace('_', '-')}" in text, name
+    for group, names in setting_groups(WorkerSettings).items():
+        for name in names:
+            assert f"--{name.replace('_', '-')}" in text, name
+            assert f"--{group}.{name}".replace('_', '-') in text, name
     assert "--config" in text
 
 
@@ -131,9 +156,11 @@ def test_run_flags_beat_the_environment(monkeypatch):
     monkeypatch.setenv("EUROVOC_LINGER_MS", "11")
     monkeypatch.setattr("worker.app.run_worker", lambda settings: seen.setdefault("s", settings)
                         and 0)
-    assert cli.main(["run", *REQUIRED_FLAGS, "--max-in-flight", "20", "--no-warmup"]) == 0
+    assert cli.main(["run", *REQUIRED_FLAGS, "--max-in-flight", "20", "--no-warmup",
+                     "--consumer.max-poll-records", "7"]) == 0
     settings = seen["s"]
-    assert (settings.max_in_flight, settings.linger_ms, settings.warmup) == (20, 11, False)
+    assert (settings.engine.max_in_flight, settings.producer.linger_ms) == (20, 11)
+    assert (settings.engine.warmup, settings.consumer.max_poll_records) == (False, 7)
 
 
 def test_run_with_invalid_configuration_exits_2_naming_the_setting(capsys):

@@ -19,6 +19,7 @@ from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noq
 from worker.checkpoint import load_checkpoint  # noqa: E402
 from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 from worker.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult  # noqa: E402
+from worker.work_items import Stage  # noqa: E402
 from worker.engine_config import EngineSettings, resolve_device, resolve_dtype  # noqa: E402
 from worker.metrics import WorkerMetrics  # noqa: E402
 from worker.model_runner import ModelRunner  # noqa: E402
@@ -60,6 +61,7 @@ def item(doc_id: str, n_words: int = 5, partition: int = 0, offset: int = 0) -> 
         document=InputDocument(id=doc_id, text=text),
         source=SourceRef(topic="in", partition=partition, offset=offset),
         received_at=time.monotonic(),
+        stage=Stage.TOKENIZE,
     )
 
 
@@ -96,7 +98,7 @@ def test_settings_defaults_and_validation(tmp_path):
     assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (
         64, 4, "first-max"
     )
-    assert (config.max_chars_per_token, config.max_queued_documents) == (12, 256)
+    assert (config.max_chars_per_token, config.max_in_flight) == (12, 256)
     assert config.torch_threads is None and config.warmup is True
     assert config.torch_compile == "off"
     assert all(field.description for field in EngineSettings.model_fields.values())
@@ -198,6 +200,15 @@ def test_poll_results_waits_for_at_least_one_then_returns(engine):
     assert len(engine.poll_results(timeout=5)) == 1
 
 
+def test_on_results_is_called_when_results_are_ready(engine):
+    called = threading.Event()
+    engine.on_results = called.set
+    engine.start()
+    engine.submit([item("a")])
+    assert called.wait(5)
+    assert len(engine.poll_results()) == 1
+
+
 def test_pending_counts_until_polled(engine):
     engine.submit([item("a"), item("b")])  # queued before start
     assert engine.pending() == 2
@@ -210,7 +221,8 @@ def test_pending_counts_until_polled(engine):
 
 def test_a_document_that_cannot_be_tokenized_is_an_error_result(engine):
     engine.tokenize_stage.tokenizer = PoisonedTokenizer(engine.tokenize_stage.tokenizer)
-    bad = WorkItem(InputDocument(id="bad", text="poison"), None, time.monotonic())
+    bad = WorkItem(source=None, received_at=time.monotonic(),
+                   document=InputDocument(id="bad", text="poison"))
     engine.start()
     engine.submit([item("good1"), bad, item("good2")])
     results = collect(engine, 3)
@@ -251,28 +263,38 @@ def test_a_fatal_error_surfaces(engine):
         engine.submit([item("b")])
 
 
-def test_discard_drops_queued_and_finished_documents(engine):
-    engine.submit([item(f"p0-{i}", partition=0) for i in range(5)])
-    engine.submit([item(f"p1-{i}", partition=1) for i in range(5)])
-    dropped = engine.discard(lambda work: work.source.partition == 1)
-    assert dropped == 5
-    assert engine.pending() == 5
-    engine.start()
-    # finished but not yet polled: discarding them means they are never returned either
-    engine.submit([item("p2-late", partition=2)])
-    deadline = time.monotonic() + 5
-    while len(engine._results) < 6:  # wait until all six are finished, none polled
+def cancel(items) -> None:
+    for work in items:
+        work.cancelled = True  # what the in-flight registry does for a revoked partition
+
+
+def wait_for(predicate, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert engine.discard(lambda work: work.source.partition == 2) == 1
+
+
+def test_cancelled_documents_are_dropped_queued_or_finished(engine):
+    kept = [item(f"p0-{i}", partition=0) for i in range(5)]
+    gone = [item(f"p1-{i}", partition=1) for i in range(5)]
+    engine.submit(kept)
+    engine.submit(gone)
+    cancel(gone)
+    engine.start()
+    # finished but not yet polled: cancelling them means they are never returned either
+    late = item("p2-late", partition=2)
+    engine.submit([late])
+    wait_for(lambda: late.stage is Stage.MODEL)
+    time.sleep(0.2)  # scored and waiting to be polled
+    cancel([late])
     results = collect(engine, 5)
     assert sorted(results) == [f"p0-{i}" for i in range(5)]
     assert engine.poll_results(timeout=0.3) == []
     assert engine.pending() == 0
-    assert engine.discard(lambda work: True) == 0
 
 
-def test_discard_while_documents_are_being_scored(checkpoint_dir):
+def test_cancelled_while_being_scored(checkpoint_dir):
     engine = make_engine(checkpoint_dir, max_batch_size=2)
     inner = engine.runner._forward
     in_forward = threading.Event()
@@ -286,14 +308,17 @@ def test_discard_while_documents_are_being_scored(checkpoint_dir):
     engine.runner._forward = slow
     engine.start()
     try:
-        engine.submit([item("first", partition=3), item("second", partition=3)])
+        scored = [item("first", partition=3), item("second", partition=3)]
+        engine.submit(scored)
         assert in_forward.wait(5)
+        assert {work.stage for work in scored} == {Stage.MODEL}
         engine.submit([item("other", partition=4)])
-        assert engine.discard(lambda work: work.source.partition == 3) == 2
+        cancel(scored)
         release.set()
         results = collect(engine, 1)
         assert list(results) == ["other"]
         assert engine.poll_results(timeout=0.3) == []
+        wait_for(lambda: engine.pending() == 0)
     finally:
         release.set()
         engine.stop()
@@ -365,7 +390,7 @@ def test_from_settings_loads_and_warms_up(checkpoint_dir):
     assert result.message.tokens == 32 and result.message.truncated
 
 
-def test_discard_while_the_output_is_being_built(engine):
+def test_cancelled_while_the_output_is_being_built(engine):
     building = threading.Event()
     release = threading.Event()
     build = engine.output_builder.build
@@ -378,9 +403,10 @@ def test_discard_while_the_output_is_being_built(engine):
     engine.output_builder.build = slow_build
     engine.start()
     try:
-        engine.submit([item("gone", partition=5)])
+        gone = item("gone", partition=5)
+        engine.submit([gone])
         assert building.wait(5)
-        assert engine.discard(lambda work: work.source.partition == 5) == 1
+        cancel([gone])
         release.set()
         assert engine.poll_results(timeout=0.5) == []
         assert engine.pending() == 0

@@ -41,13 +41,23 @@ def test_not_live_when_the_engine_died():
     assert state.live() == (False, "inference engine is not running")
 
 
-def test_ready_once_the_model_is_loaded_and_the_member_joined():
+def test_ready_while_the_model_is_loaded_and_the_member_holds_its_partitions():
     state = HealthState(stall_after_s=5, clock=Clock())
     assert not state.ready()[0]
     state.model_loaded = True
-    assert state.ready() == (False, "not joined to the consumer group")
-    state.joined = True
+    assert state.ready() == (False, "not a member of the consumer group (joining, or "
+                                    "membership lost)")
+    state.member = True
     assert state.ready() == (True, "ok")
+    state.stopping = True
+    assert state.ready() == (False, "stopping")
+
+
+def test_not_live_once_the_watchdog_found_a_stall():
+    state = HealthState(stall_after_s=5, clock=Clock())
+    state.tick()
+    state.failure = "stalled: no progress for 121.0s with work to do"
+    assert state.live() == (False, "stalled: no progress for 121.0s with work to do")
 
 
 def _get(port: int, path: str) -> tuple[int, str]:
@@ -75,7 +85,7 @@ def test_http_endpoints_answer_503_on_a_stalled_loop(served):
     state.model_loaded = True
     assert _get(port, "/healthz") == (200, "ok\n")
     assert _get(port, "/readyz")[0] == 503
-    state.joined = True
+    state.member = True
     assert _get(port, "/readyz") == (200, "ok\n")
     clock.now += 60
     status, body = _get(port, "/healthz")
@@ -89,12 +99,12 @@ def test_wait_until_ready_returns_once_readyz_answers_200(served):
     port, state, _ = served
     state.tick()
     state.model_loaded = True
-    threading.Timer(0.3, lambda: setattr(state, "joined", True)).start()
+    threading.Timer(0.3, lambda: setattr(state, "member", True)).start()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         wait_until_ready(port, sleeper, timeout_s=10, interval_s=0.05)
-        assert state.joined
-        state.joined = False
+        assert state.member
+        state.member = False
         with pytest.raises(WorkerNotReady, match="not ready within 0.3 s"):
             wait_until_ready(port, sleeper, timeout_s=0.3, interval_s=0.05)
     finally:
