@@ -1,6 +1,7 @@
-"""Batches: dynamic padding and length-grouped, resumable batch order."""
+"""Batches: dynamic padding to a multiple of 8, length-grouped order reproducible per epoch."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,68 +14,60 @@ from model_training.tokenization import TokenizedSplit
 PAD_TO_MULTIPLE_OF = 8
 
 
-class TokenizedDataset(Dataset[dict[str, np.ndarray]]):
+class TokenizedDataset(Dataset[dict[str, Any]]):
+    """``{input_ids, labels}`` per document, as the Trainer and the collator take them."""
+
     def __init__(self, split: TokenizedSplit) -> None:
         self.split = split
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return self.split.features(index)
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return {
+            "input_ids": self.split.input_ids[index].tolist(),
+            "labels": self.split.labels[index],
+        }
 
 
-class Collator:
-    """Pad ``input_ids`` to the batch's longest (a multiple of 8) and stack the label rows."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None) -> None:
-        self.pad = DataCollatorWithPadding(
-            tokenizer,
-            padding="max_length" if pad_to else "longest",
-            max_length=pad_to,
-            pad_to_multiple_of=None if pad_to else PAD_TO_MULTIPLE_OF,
-            return_tensors="pt",
-        )
-
-    def __call__(self, features: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
-        batch = self.pad([{"input_ids": feature["input_ids"].tolist()} for feature in features])
-        batch["labels"] = torch.from_numpy(np.stack([feature["labels"] for feature in features]))
-        return dict(batch)
+def padding_collator(
+    tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None
+) -> DataCollatorWithPadding:
+    """Pad each batch to its longest document rounded up to a multiple of 8 (tensor-core
+    friendly), or every batch to ``pad_to`` tokens (the original notebook's fixed padding)."""
+    return DataCollatorWithPadding(
+        tokenizer,
+        padding="max_length" if pad_to else "longest",
+        max_length=pad_to,
+        pad_to_multiple_of=None if pad_to else PAD_TO_MULTIPLE_OF,
+        return_tensors="pt",
+    )
 
 
-class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of similar-length documents, reproducible from (seed, epoch).
+class SeededLengthGroupedSampler(Sampler[int]):
+    """transformers' length grouping (random mega-batches, each sorted by length), drawn from a
+    generator seeded by (seed, epoch) instead of the global RNG.
 
-    Uses transformers' ``get_length_grouped_indices`` (random mega-batches sorted by length).
-    ``set_epoch(epoch, skip=k)`` starts that epoch's fixed batch order at batch ``k``, so a resumed
-    run continues with exactly the batches an uninterrupted run would have seen.
+    The Trainer calls ``set_epoch`` before each epoch, so every process of a distributed run
+    draws the same order (the launcher then gives each process its own batches) and a resumed
+    run skips into exactly the order the interrupted one was following.
     """
 
-    def __init__(
-        self, lengths: list[int], batch_size: int, *, seed: int, group_by_length: bool = True
-    ) -> None:
+    def __init__(self, lengths: list[int], group_size: int, *, seed: int) -> None:
         self.lengths = lengths
-        self.batch_size = batch_size
+        self.group_size = group_size
         self.seed = seed
-        self.group_by_length = group_by_length
         self.epoch = 0
-        self.skip = 0
 
     def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size) - self.skip
+        return len(self.lengths)
 
-    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.skip = skip
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.group_by_length:
-            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
-        else:
-            order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        for start in range(self.skip * self.batch_size, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
+        return iter(get_length_grouped_indices(self.lengths, self.group_size, generator=generator))
 
 
 def eval_loader(
@@ -84,6 +77,6 @@ def eval_loader(
     order = np.argsort(np.asarray(split.lengths), kind="stable")[::-1].copy()
     batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
     loader = DataLoader(
-        TokenizedDataset(split), batch_sampler=batches, collate_fn=Collator(tokenizer)
+        TokenizedDataset(split), batch_sampler=batches, collate_fn=padding_collator(tokenizer)
     )
     return loader, order

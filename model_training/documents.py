@@ -124,14 +124,6 @@ def resolve_split_path(data: Path, split: str) -> Path:
     )
 
 
-def file_fingerprint(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return f"{path.name}:sha256:{digest.hexdigest()[:16]}"
-
-
 def read_jsonl(
     path: Path, label_set: LabelSet, *, with_labels: bool = True, name: str | None = None
 ) -> Split:
@@ -140,8 +132,12 @@ def read_jsonl(
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
     documents = []
+    # The documents' own bytes (decompressed, blank lines skipped): the same data has the same
+    # fingerprint whatever its file name, place or compression.
+    digest = hashlib.sha256()
     try:
         for number, line in document_lines(path):
+            digest.update(line.rstrip(b"\r\n") + b"\n")
             documents.append(_parse_line(line, path, number, label_set, with_labels))
     except DocumentFileError as exc:
         raise DataError(str(exc)) from exc
@@ -151,7 +147,7 @@ def read_jsonl(
     return Split(
         name=name or path.name.split(".")[0],
         documents=documents,
-        fingerprint=file_fingerprint(path),
+        fingerprint=f"sha256:{digest.hexdigest()[:16]}",
         source=str(path),
     )
 

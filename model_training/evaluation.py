@@ -12,7 +12,7 @@ from model_training.labels import LabelSet, labels_file_beside, load_label_set
 from model_training.metrics import compute_metrics, per_label_metrics
 from model_training.tokenization import tokenize_split
 from schemas.manifest import CheckpointManifest
-from worker.checkpoint import Checkpoint, load_checkpoint
+from worker.checkpoint import Checkpoint, load_checkpoint, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,33 @@ def label_set_for(manifest: CheckpointManifest, data: str, labels_file: str | No
     return label_set
 
 
+def read_labelled(
+    model_dir: Path, data: str, *, split: str = "test", labels_file: str | None = None
+) -> Split:
+    """Split ``split`` of ``data``, with labels checked against the checkpoint's."""
+    manifest = read_manifest(model_dir)
+    return load_split(data, split, label_set_for(manifest, data, labels_file))
+
+
+def score_split(
+    model_dir: Path, documents: Split, *, batch_size: int = 64, device: str = "cpu"
+) -> Scored:
+    checkpoint = load_checkpoint(model_dir, device=device)
+    manifest = checkpoint.manifest
+    tokenized = tokenize_split(
+        documents, checkpoint.tokenizer, manifest.max_length, len(manifest.labels)
+    )
+    probabilities = predict_probabilities(
+        checkpoint.model,
+        tokenized,
+        checkpoint.tokenizer,
+        batch_size=batch_size,
+        description=documents.name,
+    )
+    logger.info("scored %d documents of %s with %s", len(documents), documents.source, model_dir)
+    return Scored(checkpoint, documents, tokenized.labels, probabilities)
+
+
 def score(
     model_dir: Path,
     data: str,
@@ -76,13 +103,5 @@ def score(
     batch_size: int = 64,
     device: str = "cpu",
 ) -> Scored:
-    checkpoint = load_checkpoint(model_dir, device=device)
-    manifest = checkpoint.manifest
-    label_set = label_set_for(manifest, data, labels_file)
-    documents = load_split(data, split, label_set)
-    tokenized = tokenize_split(documents, checkpoint.tokenizer, manifest.max_length, len(label_set))
-    probabilities = predict_probabilities(
-        checkpoint.model, tokenized, checkpoint.tokenizer, batch_size=batch_size, description=split
-    )
-    logger.info("scored %d documents of %s with %s", len(documents), documents.source, model_dir)
-    return Scored(checkpoint, documents, tokenized.labels, probabilities)
+    documents = read_labelled(model_dir, data, split=split, labels_file=labels_file)
+    return score_split(model_dir, documents, batch_size=batch_size, device=device)

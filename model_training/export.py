@@ -10,7 +10,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from model_training import __version__
-from model_training.model_card import write_model_card
+from model_training.model_card import HALF_PRECISION_CHECK, write_model_card
 from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest, LabelDef, Thresholds
 from worker.checkpoint import load_checkpoint, sha256_file
 
@@ -49,6 +49,7 @@ def write_checkpoint(
     metrics: dict[str, dict[str, float]] | None = None,
     training_args: dict[str, Any] | None = None,
     data_fingerprint: str | None = None,
+    data_fingerprints: dict[str, str] | None = None,
     extra_label_fields: list[dict[str, Any]] | None = None,
 ) -> CheckpointManifest:
     """Save weights (safetensors), tokenizer, ``eurovoc.json`` and a model card (README.md).
@@ -79,6 +80,7 @@ def write_checkpoint(
         weights_sha256=sha256_file(weights),
         dtype=dtype,
         data_fingerprint=data_fingerprint,
+        data_fingerprints=data_fingerprints or {},
         metrics=metrics or {},
         training_args=training_args or {},
         package_version=__version__,
@@ -98,12 +100,35 @@ def save_manifest(checkpoint_dir: Path, manifest: CheckpointManifest) -> None:
     write_model_card(checkpoint_dir, manifest)
 
 
+def half_precision_metrics(
+    source_metrics: dict[str, dict[str, float]],
+    split: str,
+    full: dict[str, dict[str, float]],
+    half: dict[str, dict[str, float]],
+) -> dict[str, dict[str, float]]:
+    """A half-precision copy's metrics: the source's records (its dev metrics among them), the
+    measured split's records as the copy scores them, and the check ``half_precision@<split>``.
+
+    ``full`` and ``half`` are ``Scored.metrics()`` of the two checkpoints on the same data.
+    """
+    return {
+        **source_metrics,
+        split: half["tuned"],
+        f"{split}@0.5": half["0.5"],
+        f"{HALF_PRECISION_CHECK}@{split}": {
+            "micro_f1_full": full["tuned"]["micro_f1"],
+            "micro_f1_half": half["tuned"]["micro_f1"],
+            "micro_f1_change": half["tuned"]["micro_f1"] - full["tuned"]["micro_f1"],
+        },
+    }
+
+
 def export_half_precision(
     source_dir: Path, output_dir: Path, *, dtype: torch.dtype = torch.float16
 ) -> CheckpointManifest:
     """Copy a checkpoint with its weights cast to ``dtype`` (thresholds and labels unchanged).
 
-    Its ``metrics`` start empty: they describe the full-precision model until re-measured.
+    Its ``metrics`` start empty: see :func:`half_precision_metrics` once both are measured.
     """
     checkpoint = load_checkpoint(source_dir, dtype=dtype)
     source = checkpoint.manifest
@@ -120,5 +145,6 @@ def export_half_precision(
         thresholds=source.thresholds,
         training_args={**source.training_args, "half_precision_of": str(source_dir)},
         data_fingerprint=source.data_fingerprint,
+        data_fingerprints=source.data_fingerprints,
         extra_label_fields=[dict(label.model_extra or {}) for label in source.labels],
     )

@@ -3,9 +3,19 @@
 Ranking metrics (ROC-AUC, R-Precision, label-ranking average precision) use the probabilities;
 set metrics (F1, precision, recall, subset accuracy) use the thresholded predictions, made by the
 worker's own ``apply_thresholds``.
+
+Macro averages (F1, precision, recall, ROC-AUC) all run over the same labels: those the split can
+measure, with at least one positive and one negative document (``macro_labels`` counts them). A
+label absent from a split has no recall and no ROC-AUC; counting it as F1 0 in one average and
+skipping it in the other would make the two disagree, more so with many rare (level-2) labels.
+Micro averages pool every decision (a false positive of an absent label still counts) and weighted
+averages weigh labels by their positives, so neither needs the rule.
 """
 
+from typing import Any
+
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import (
     accuracy_score,
     label_ranking_average_precision_score,
@@ -39,13 +49,19 @@ def r_precision(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def measurable_labels(y_true: np.ndarray) -> np.ndarray:
+    """Indices of the labels with both a positive and a negative document in ``y_true``."""
+    y_true = np.asarray(y_true)
+    return np.flatnonzero((y_true.min(axis=0) == 0) & (y_true.max(axis=0) == 1))
+
+
 def roc_auc(y_true: np.ndarray, probabilities: np.ndarray, average: str) -> float:
-    """ROC-AUC on probabilities; ``macro`` averages the labels that have both classes present."""
-    present = (y_true.min(axis=0) == 0) & (y_true.max(axis=0) == 1)
-    if not present.any():
+    """ROC-AUC on probabilities; ``macro`` averages the measurable labels."""
+    labels = measurable_labels(y_true)
+    if not len(labels):
         return float("nan")
     if average == "macro":
-        return float(roc_auc_score(y_true[:, present], probabilities[:, present], average="macro"))
+        return float(roc_auc_score(y_true[:, labels], probabilities[:, labels], average="macro"))
     return float(roc_auc_score(y_true, probabilities, average="micro"))
 
 
@@ -63,13 +79,22 @@ def compute_metrics(
         raise ValueError(f"labels {y_true.shape} and probabilities {probabilities.shape} differ")
     predicted = predict(probabilities, thresholds, at_least_one=at_least_one).astype(np.int64)
     result: dict[str, float] = {}
+    measurable = measurable_labels(y_true)
     for average in ("micro", "macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            y_true, predicted, average=average, zero_division=0
-        )
+        if average == "macro" and not len(measurable):
+            precision = recall = f1 = float("nan")
+        else:
+            precision, recall, f1, _ = precision_recall_fscore_support(
+                y_true,
+                predicted,
+                labels=measurable if average == "macro" else None,
+                average=average,
+                zero_division=0,
+            )
         result[f"{average}_f1"] = float(f1)
         result[f"{average}_precision"] = float(precision)
         result[f"{average}_recall"] = float(recall)
+    result["macro_labels"] = float(len(measurable))
     result["roc_auc_micro"] = roc_auc(y_true, probabilities, "micro")
     result["roc_auc_macro"] = roc_auc(y_true, probabilities, "macro")
     result["subset_accuracy"] = float(accuracy_score(y_true, predicted))
@@ -108,3 +133,10 @@ def per_label_metrics(
         }
         for index, name in enumerate(label_names)
     ]
+
+
+def dev_metrics(prediction: Any) -> dict[str, float]:
+    """The Trainer's ``compute_metrics``: every metric at threshold 0.5 from an
+    ``EvalPrediction`` (logits and multi-hot labels)."""
+    logits = np.asarray(prediction.predictions, dtype=np.float64)
+    return compute_metrics(prediction.label_ids, expit(logits), 0.5)

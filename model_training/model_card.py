@@ -4,6 +4,8 @@ from pathlib import Path
 
 from schemas.manifest import CheckpointManifest
 
+HALF_PRECISION_CHECK = "half_precision"
+
 CARD_FILE = "README.md"
 TABLE_METRICS = (
     ("micro_f1", "micro-F1"),
@@ -27,6 +29,8 @@ def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     rule = "|---|---|" + "---:|" * len(TABLE_METRICS)
     rows = []
     for key, values in metrics.items():
+        if not any(name in values for name, _ in TABLE_METRICS):
+            continue  # not a split's record (the half-precision check)
         split, _, at = key.partition("@")
         cells = " | ".join(
             f"{values[name]:.4f}" if name in values else "" for name, _ in TABLE_METRICS
@@ -65,11 +69,19 @@ def render_model_card(manifest: CheckpointManifest) -> str:
         "",
         metrics_table(manifest.metrics) if manifest.metrics else "No metrics recorded.",
         "",
+        *(
+            f"Half-precision check on {key.partition('@')[2]}: micro-F1 "
+            f"{values['micro_f1_full']:.4f} (source) -> {values['micro_f1_half']:.4f} "
+            f"({values['micro_f1_change']:+.4f}).\n"
+            for key, values in manifest.metrics.items()
+            if key.startswith(f"{HALF_PRECISION_CHECK}@")
+        ),
         "## Thresholds",
         "",
         f"Global {manifest.thresholds.global_threshold:.2f}; at-least-one rule "
         f"{'on' if manifest.thresholds.at_least_one else 'off'}; "
-        f"{len(manifest.thresholds.per_label)} per-label overrides.",
+        f"{len(manifest.thresholds.per_label)} per-label overrides; tuned on data "
+        f"`{manifest.thresholds.tuned_on or 'not recorded'}`.",
         "",
         "| id | label | threshold |",
         "|---:|---|---:|",
@@ -96,6 +108,8 @@ def render_model_card(manifest: CheckpointManifest) -> str:
                 "train_seconds",
                 "samples_per_second",
                 "device",
+                "precision",
+                "processes",
             )
             if args.get(key) is not None
         ),

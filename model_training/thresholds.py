@@ -145,3 +145,23 @@ def tune_thresholds(
 
 def threshold_array(thresholds: Thresholds, label_names: list[str]) -> np.ndarray:
     return np.array([thresholds.for_label(name) for name in label_names], dtype=np.float64)
+
+
+def split_metrics(
+    split: str,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    thresholds: Thresholds,
+    label_names: list[str],
+) -> dict[str, dict[str, float]]:
+    """A manifest's two metrics records of one split: ``split`` at the tuned thresholds (and the
+    at-least-one rule) and ``split@0.5`` at 0.5 for every label."""
+    return {
+        f"{split}@0.5": compute_metrics(y_true, probabilities, 0.5),
+        split: compute_metrics(
+            y_true,
+            probabilities,
+            threshold_array(thresholds, label_names),
+            at_least_one=thresholds.at_least_one,
+        ),
+    }

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def tokenize_split(
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         offsets = np.cumsum([0] + [len(row) for row in ids])
-        partial = cache_file.with_suffix(".tmp.npz")
+        # One partial file per process: processes that fill a shared cache never mix their bytes.
+        partial = cache_file.with_suffix(f".{socket.gethostname()}-{os.getpid()}.tmp.npz")
         np.savez(partial, ids=np.concatenate(ids), offsets=offsets)
         partial.replace(cache_file)
     logger.info("tokenized %d %s documents", len(ids), split.name)

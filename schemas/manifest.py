@@ -29,6 +29,11 @@ class Thresholds(BaseModel):
     at_least_one: bool = Field(
         default=False, description="If no label passes, predict the single highest-scoring one."
     )
+    tuned_on: str | None = Field(
+        default=None,
+        description="Content fingerprint of the data the thresholds were tuned on (never the "
+        "test split's).",
+    )
 
     def for_label(self, name: str) -> float:
         return self.per_label.get(name, self.global_threshold)
@@ -50,7 +55,13 @@ class CheckpointManifest(BaseModel):
     weights_file: str = "model.safetensors"
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    data_fingerprint: str | None = None
+    data_fingerprint: str | None = Field(
+        default=None, description="Fingerprints of the training data: train=...;dev=..."
+    )
+    data_fingerprints: dict[str, str] = Field(
+        default_factory=dict,
+        description="Split name (train, dev, test) -> content fingerprint of the data read.",
+    )
     metrics: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="Split name (dev, test, ...) -> metric name -> value."
     )

@@ -150,8 +150,16 @@ def test_tune_thresholds_and_baseline(trained, env, tmp_path):
     summary = json.loads(result.stdout)
     assert summary["written"] and summary["thresholds"]["at_least_one"] is True
     assert summary["micro_f1"]["tuned"] >= summary["micro_f1"]["0.5"]
-    after = json.loads((output / "eurovoc.json").read_text())["thresholds"]
-    assert after == summary["thresholds"]
+    assert summary["metrics_refreshed"] == ["dev", "test"]
+    after = json.loads((output / "eurovoc.json").read_text())
+    assert after["thresholds"] == summary["thresholds"]
+    assert after["thresholds"]["tuned_on"] == after["data_fingerprints"]["dev"]
+    evaluated = json.loads(
+        train_cli("evaluate", "--model", str(output), "--data", str(data), "--json", env=env).stdout
+    )
+    assert evaluated["metrics"]["tuned"]["micro_f1"] == pytest.approx(
+        after["metrics"]["test"]["micro_f1"], abs=1e-6
+    )
     baseline = train_cli(
         "baseline",
         "--data",
@@ -188,3 +196,36 @@ def test_bad_inputs_exit_2_with_one_clear_line(trained, env, tmp_path):
         "evaluate", "--model", str(output), "--data", str(bad), env=env, check=False
     )
     assert unknown.returncode == 2 and "unknown label id 7" in unknown.stderr
+
+
+def test_thresholds_are_never_tuned_on_the_test_split(trained, env, tmp_path):
+    data, output = trained
+    before = (output / "eurovoc.json").read_text()
+    renamed = tmp_path / "held_out.jsonl"
+    renamed.write_bytes((data / "test.jsonl").read_bytes())
+    for args in (("--data", str(data), "--split", "test"), ("--data", str(renamed))):
+        refused = train_cli("tune-thresholds", "--model", str(output), *args, env=env, check=False)
+        assert refused.returncode == 2 and "refusing to tune thresholds" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert (output / "eurovoc.json").read_text() == before
+
+
+def test_export_half_keeps_the_dev_metrics_beside_its_check(trained, env, tmp_path):
+    data, output = trained
+    result = train_cli(
+        "export-half",
+        "--model", str(output),
+        "--output", str(tmp_path / "half"),
+        "--data", str(data),
+        "--max-change", "1",
+        env=env,
+    )  # fmt: skip
+    summary = json.loads(result.stdout)
+    source = json.loads((output / "eurovoc.json").read_text())["metrics"]
+    half = json.loads((tmp_path / "half" / "eurovoc.json").read_text())["metrics"]
+    assert half["dev"] == source["dev"] and half["dev@0.5"] == source["dev@0.5"]
+    assert half["test"]["micro_f1"] == pytest.approx(summary["micro_f1"]["half"])
+    assert half["half_precision@test"]["micro_f1_change"] == pytest.approx(
+        summary["micro_f1"]["change"]
+    )
+    assert "Half-precision check on test" in (tmp_path / "half" / "README.md").read_text()

@@ -65,7 +65,21 @@ def test_reads_the_shared_layout_and_plain_jsonl(tmp_path, labels4):
     split = read_jsonl(plain, labels4)
     assert [d.id for d in split.documents] == ["a", "2"]
     assert split.documents[0].labels == (0, 2)
-    assert split.fingerprint.startswith("plain.jsonl:sha256:")
+    assert split.fingerprint.startswith("sha256:")
+
+
+def test_fingerprint_is_the_content_whatever_the_name_place_or_compression(tmp_path, labels4):
+    data = make_data_dir(tmp_path / "d", train=5, dev=3, test=4)
+    test = load_split(data, "test", labels4)
+    lines = (data / "test.jsonl").read_text().splitlines()
+    copy = tmp_path / "elsewhere" / "renamed.jsonl.gz"
+    copy.parent.mkdir()
+    with gzip.open(copy, "wt") as handle:
+        handle.write("\n".join(lines) + "\n\n")  # compressed, a blank line more
+    assert read_jsonl(copy, labels4).fingerprint == test.fingerprint
+    assert load_split(data, "dev", labels4).fingerprint != test.fingerprint
+    (tmp_path / "fewer.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    assert read_jsonl(tmp_path / "fewer.jsonl", labels4).fingerprint != test.fingerprint
 
 
 def test_subsets_are_seeded_or_most_recent(tmp_path, labels4):

@@ -78,6 +78,7 @@ def tiny_settings(base: Path, data: Path, **overrides) -> dict:
         "epochs": 3,
         "warmup_ratio": 0.0,
         "device": "cpu",
+        "precision": "fp32",
         "threads": 1,
         "min_positives": 5,
         "seed": 7,

@@ -1,5 +1,7 @@
 """The metrics module against scikit-learn, and threshold tuning on data built for it."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from sklearn.metrics import (
@@ -11,7 +13,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from model_training.metrics import compute_metrics, per_label_metrics, r_precision
+from model_training.metrics import compute_metrics, dev_metrics, per_label_metrics, r_precision
 from model_training.thresholds import global_curve, tune_thresholds
 from worker.decision import apply_thresholds
 
@@ -60,13 +62,37 @@ def test_ranking_metrics_use_probabilities(arrays):
     assert compute_metrics(y_true, probabilities, 0.2)["roc_auc_micro"] == metrics["roc_auc_micro"]
 
 
-def test_macro_auc_skips_labels_with_one_class(arrays):
+def test_macro_averages_skip_the_same_absent_labels(arrays):
+    """A label without positives (or without negatives) in the split is left out of macro-F1,
+    macro precision/recall and macro ROC-AUC alike; micro-F1 still counts its false positives."""
     y_true, probabilities = arrays
     y_true = y_true.copy()
-    y_true[:, 3] = 0
-    keep = [0, 1, 2, 4, 5, 6]
-    expected = roc_auc_score(y_true[:, keep], probabilities[:, keep], average="macro")
-    assert compute_metrics(y_true, probabilities)["roc_auc_macro"] == pytest.approx(expected)
+    y_true[:, 3] = 0  # absent from the split; still predicted for some documents
+    y_true[:, 5] = 1  # in every document
+    keep = [0, 1, 2, 4, 6]
+    predicted = (probabilities >= 0.5).astype(int)
+    assert predicted[:, 3].any()
+    metrics = compute_metrics(y_true, probabilities)
+    assert metrics["macro_labels"] == 5
+    assert metrics["roc_auc_macro"] == pytest.approx(
+        roc_auc_score(y_true[:, keep], probabilities[:, keep], average="macro")
+    )
+    for name, score in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
+        assert metrics[f"macro_{name}"] == pytest.approx(
+            score(y_true[:, keep], predicted[:, keep], average="macro", zero_division=0)
+        )
+    assert metrics["micro_f1"] == pytest.approx(f1_score(y_true, predicted, average="micro"))
+    none = compute_metrics(np.zeros((3, 2)), np.full((3, 2), 0.4))
+    assert np.isnan(none["macro_f1"]) and np.isnan(none["roc_auc_macro"])
+
+
+def test_trainer_metrics_are_the_metrics_at_0_5_of_the_sigmoid(arrays):
+    y_true, probabilities = arrays
+    probabilities = np.clip(probabilities, 0.01, 0.99)
+    logits = np.log(probabilities / (1 - probabilities))
+    prediction = SimpleNamespace(predictions=logits.astype(np.float32), label_ids=y_true)
+    expected = compute_metrics(y_true, probabilities, 0.5)
+    assert dev_metrics(prediction) == pytest.approx(expected, rel=1e-5)
 
 
 def test_r_precision_by_hand():

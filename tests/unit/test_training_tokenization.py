@@ -2,9 +2,15 @@
 
 import numpy as np
 import pytest
+import torch
 
 from model_training import tokenization
-from model_training.batching import Collator, LengthGroupedBatchSampler, eval_loader
+from model_training.batching import (
+    SeededLengthGroupedSampler,
+    TokenizedDataset,
+    eval_loader,
+    padding_collator,
+)
 from model_training.documents import Document, Split
 from model_training.tokenization import char_budget, encode_texts, tokenize_split
 from tests.tiny_checkpoint import tiny_tokenizer
@@ -46,32 +52,35 @@ def test_cache_is_reused_and_keyed(tmp_path, monkeypatch):
 
 def test_collator_pads_to_a_multiple_of_8_or_a_fixed_length():
     tokenizer = tiny_tokenizer()
-    split = tokenize_split(_split(["milk", "trade " * 10]), tokenizer, 64, 3)
-    features = [split.features(0), split.features(1)]
-    batch = Collator(tokenizer)(features)
+    dataset = TokenizedDataset(tokenize_split(_split(["milk", "trade " * 10]), tokenizer, 64, 3))
+    features = [dataset[0], dataset[1]]
+    batch = padding_collator(tokenizer)(features)
     assert batch["input_ids"].shape == (2, 16)  # longest is 12 tokens
     assert batch["attention_mask"][0].sum() == 3
-    assert batch["labels"].dtype.is_floating_point and batch["labels"].shape == (2, 3)
-    assert Collator(tokenizer, pad_to=30)(features)["input_ids"].shape == (2, 30)
+    assert batch["labels"].dtype == torch.float32 and batch["labels"].shape == (2, 3)
+    assert padding_collator(tokenizer, pad_to=30)(features)["input_ids"].shape == (2, 30)
 
 
-def test_length_grouped_sampler_is_reproducible_and_resumable():
+def test_length_grouped_order_is_seeded_per_epoch_not_by_the_global_rng():
     rng = np.random.default_rng(0)
     lengths = rng.integers(5, 500, 200).tolist()
-    sampler = LengthGroupedBatchSampler(lengths, 8, seed=3)
+    sampler = SeededLengthGroupedSampler(lengths, 8, seed=3)
     sampler.set_epoch(2)
     epoch2 = list(sampler)
-    assert sorted(i for batch in epoch2 for i in batch) == list(range(200))
-    sampler.set_epoch(2)
+    assert sorted(epoch2) == list(range(200))
+    torch.manual_seed(123)  # what dropout and initialisation do to the global RNG
     assert list(sampler) == epoch2
-    sampler.set_epoch(2, skip=5)
-    assert list(sampler) == epoch2[5:] and len(sampler) == len(epoch2) - 5
+    assert list(SeededLengthGroupedSampler(lengths, 8, seed=4)) != list(
+        SeededLengthGroupedSampler(lengths, 8, seed=3)
+    )
     sampler.set_epoch(3)
     assert list(sampler) != epoch2
     # Grouping: lengths within a batch are far closer than in a random batch.
-    spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in epoch2])
-    plain = LengthGroupedBatchSampler(lengths, 8, seed=3, group_by_length=False)
-    random_spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in plain])
+    batches = [epoch2[i : i + 8] for i in range(0, 200, 8)]
+    spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in batches])
+    shuffled = rng.permutation(200).tolist()
+    random_batches = [shuffled[i : i + 8] for i in range(0, 200, 8)]
+    random_spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in random_batches])
     assert spread < random_spread / 3
 
 

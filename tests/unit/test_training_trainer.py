@@ -1,7 +1,9 @@
-"""A tiny random BERT trains, exports, reloads through the worker's loader, and resumes exactly."""
+"""A tiny random BERT trains on the Trainer, exports, reloads through the worker's loader, and
+resumes exactly."""
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -10,8 +12,9 @@ import torch
 from model_training.errors import DataError
 from model_training.evaluation import score
 from model_training.export import export_half_precision
-from model_training.profiles import PROFILES, TrainConfig, build_config
-from model_training.trainer import LOG_FILE, STATE_DIR, Trainer
+from model_training.hf_trainer import WeightedBCE, positive_weights
+from model_training.profiles import TrainConfig
+from model_training.trainer import LOG_FILE, STATE_DIR, run_training, saved_config
 from schemas.manifest import MANIFEST_FILENAME
 from tests.unit.test_training_helpers import (
     LABEL_NAMES,
@@ -21,7 +24,7 @@ from tests.unit.test_training_helpers import (
 )
 from worker.checkpoint import load_checkpoint
 
-# Enough optimizer steps for the tiny model to learn visibly (about a second on one core).
+# Enough optimizer steps for the tiny model to learn visibly (a few seconds on one core).
 EPOCHS = 8
 
 
@@ -38,7 +41,8 @@ def _cache(tmp_path, monkeypatch):
 
 def _config(workspace, **overrides) -> TrainConfig:
     data, base = workspace
-    return TrainConfig(**tiny_settings(base, data, epochs=EPOCHS, patience=EPOCHS, **overrides))
+    settings = {"epochs": EPOCHS, "patience": EPOCHS, **overrides}
+    return TrainConfig(**tiny_settings(base, data, **settings))
 
 
 def _log(output: Path) -> list[dict]:
@@ -50,20 +54,22 @@ def trained(workspace, tmp_path_factory):
     output = tmp_path_factory.mktemp("run") / "ckpt"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("EUROVOC_CACHE", str(output.parent / "cache"))
-        result = Trainer(_config(workspace), output).run()
-    return result
+        return run_training(_config(workspace), output)
 
 
-def test_loss_falls_and_every_epoch_is_logged(trained):
+def test_loss_falls_and_the_best_epoch_is_kept(trained):
     assert trained.status == "complete"
     evals = [row for row in _log(trained.output_dir) if row["event"] == "eval"]
-    assert [row["epoch"] for row in evals] == list(range(1, EPOCHS + 1))
+    assert [row["epoch"] for row in evals] == [float(epoch) for epoch in range(1, EPOCHS + 1)]
     losses = [row["train_loss"] for row in evals]
     assert losses[-1] < losses[0] - 0.05
     assert max(row["micro_f1"] for row in evals) > evals[0]["micro_f1"]
-    assert (
-        trained.progress.best_epoch
-        == max(range(len(evals)), key=lambda i: evals[i]["micro_f1"]) + 1
+    best = max(evals, key=lambda row: row["micro_f1"])
+    assert trained.summary.best_epoch == best["epoch"]
+    assert trained.summary.stopped_by == "epochs" and trained.summary.steps == EPOCHS * 8
+    # load_best_model_at_end: the exported weights are the best epoch's.
+    assert trained.manifest.metrics["dev@0.5"]["micro_f1"] == pytest.approx(
+        best["micro_f1"], abs=1e-6
     )
 
 
@@ -73,15 +79,21 @@ def test_checkpoint_is_self_describing(trained):
     manifest = json.loads((output / MANIFEST_FILENAME).read_text())
     assert [label["name"] for label in manifest["labels"]] == LABEL_NAMES
     assert set(manifest["metrics"]) == {"dev", "dev@0.5", "test", "test@0.5"}
-    assert manifest["training_args"]["max_length"] == 64
-    assert manifest["training_args"]["stopped_by"] == "epochs"
-    assert manifest["data_fingerprint"].startswith("train=train.jsonl.gz:sha256:")
+    args = manifest["training_args"]
+    assert args["max_length"] == 64 and args["stopped_by"] == "epochs"
+    assert args["processes"] == 1 and args["precision"] in ("fp32", "bf16")
+    assert args["samples_per_second"] > 0 and args["tokens_per_second"] > 0
+    assert manifest["data_fingerprint"].startswith("train=sha256:")
+    fingerprints = manifest["data_fingerprints"]
+    assert set(fingerprints) == {"train", "dev", "test"}
+    assert manifest["thresholds"]["tuned_on"] == fingerprints["dev"] != fingerprints["test"]
     card = (output / "README.md").read_text()
     assert "| test | tuned |" in card and "| dev | 0.5 |" in card
-    assert (
-        trained.manifest.metrics["dev"]["micro_f1"]
-        >= trained.manifest.metrics["dev@0.5"]["micro_f1"]
-    )
+    assert manifest["metrics"]["dev"]["micro_f1"] >= manifest["metrics"]["dev@0.5"]["micro_f1"]
+    finals = [row for row in _log(output) if row["event"] == "final"]
+    assert {(row["split"], row["thresholds"]) for row in finals} == {
+        ("dev", "0.5"), ("dev", "tuned"), ("test", "0.5"), ("test", "tuned")
+    }
 
 
 def test_export_load_evaluate_reproduces_training_metrics(trained, workspace):
@@ -93,35 +105,51 @@ def test_export_load_evaluate_reproduces_training_metrics(trained, workspace):
             assert metrics[name] == pytest.approx(expected, abs=1e-6, nan_ok=True)
 
 
-def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(trained, workspace, tmp_path):
+def test_interrupted_and_resumed_run_ends_like_an_uninterrupted_one(workspace, tmp_path):
     output = tmp_path / "resumed"
     config = _config(workspace, grad_accum=2, save_state_every=3)
-    reference = Trainer(config, tmp_path / "reference").run()
-    stopped = Trainer(config.model_copy(update={"stop_after_steps": 7}), output).run()
-    assert stopped.status == "interrupted" and stopped.progress.step == 7
-    assert (output / STATE_DIR / "state.pt").is_file()
+    reference = run_training(config, tmp_path / "reference")
+    stopped = run_training(config.model_copy(update={"stop_after_steps": 7}), output)
+    assert stopped.status == "interrupted" and stopped.summary.steps == 7
+    assert (output / STATE_DIR / "checkpoint-7" / "trainer_state.json").is_file()
+    assert all(row["epoch"] <= 3 for row in _log(output))  # no evaluation of half an epoch
     with pytest.raises(DataError, match="interrupted run"):
-        Trainer(config, output).run()
-    resumed_config = Trainer.saved_config(output).model_copy(update={"stop_after_steps": None})
-    resumed = Trainer(resumed_config, output).run(resume=True)
+        run_training(config, output)
+    resumed_config = saved_config(output).model_copy(update={"stop_after_steps": None})
+    assert resumed_config == config
+    resumed = run_training(resumed_config, output, resume=True)
     assert resumed.status == "complete"
-    assert resumed.progress.step == reference.progress.step
+    assert resumed.summary.steps == reference.summary.steps
     for key, expected in reference.manifest.metrics.items():
         assert resumed.manifest.metrics[key] == pytest.approx(expected, abs=1e-6, nan_ok=True)
     reference_weights = load_checkpoint(tmp_path / "reference").model.state_dict()
     resumed_weights = load_checkpoint(output).model.state_dict()
     for name, tensor in reference_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, atol=1e-6, rtol=0)
-    assert [row["epoch"] for row in _log(output) if row["event"] == "eval"] == list(
-        range(1, EPOCHS + 1)
-    )
+    assert [row["epoch"] for row in _log(output) if row["event"] == "eval"] == [
+        float(epoch) for epoch in range(1, EPOCHS + 1)
+    ]
 
 
-def test_time_budget_and_nothing_to_resume(workspace, tmp_path):
-    result = Trainer(_config(workspace, max_train_seconds=1e-6), tmp_path / "out").run()
-    assert result.progress.stopped_by == "time_budget" and result.progress.step == 1
+def test_time_budget_stops_at_a_step_and_still_exports(workspace, tmp_path):
+    """(In bf16 autocast where this CPU computes bf16 natively.)"""
+    config = _config(workspace, max_train_seconds=1e-6, precision="auto")
+    result = run_training(config, tmp_path / "out")
+    assert result.summary.stopped_by == "time_budget" and result.summary.steps == 1
+    assert result.status == "complete" and (tmp_path / "out" / MANIFEST_FILENAME).is_file()
+    assert result.manifest.training_args["stopped_by"] == "time_budget"
     with pytest.raises(DataError, match="nothing to resume"):
-        Trainer.saved_config(tmp_path / "elsewhere")
+        saved_config(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match="nothing to resume"):
+        run_training(_config(workspace), tmp_path / "elsewhere", resume=True)
+
+
+def test_early_stopping_ends_before_the_epochs(workspace, tmp_path):
+    result = run_training(
+        _config(workspace, learning_rate=1e-9, patience=1, epochs=EPOCHS), tmp_path / "early"
+    )
+    assert result.summary.stopped_by == "early_stopping"
+    assert result.summary.epochs < EPOCHS
 
 
 def test_half_precision_export_stays_close(trained, workspace, tmp_path):
@@ -135,14 +163,16 @@ def test_half_precision_export_stays_close(trained, workspace, tmp_path):
     assert np.abs(full - half).max() < 0.01
 
 
-def test_profiles_and_bad_settings():
-    quick = build_config("cpu-quick", {})
-    assert (
-        quick.base_model == "minilm" and quick.max_length <= 256 and quick.max_train_seconds <= 600
+def test_positive_class_weights_and_their_loss(workspace, tmp_path):
+    labels = np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0], [0, 0, 0]], dtype=np.float32)
+    assert positive_weights(labels).tolist() == pytest.approx([1.0, 3**0.5, 1.0])
+    logits = torch.tensor([[2.0, -1.0, 0.5], [0.0, 1.0, -3.0]])
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    outputs = SimpleNamespace(logits=logits)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets)
+    assert WeightedBCE(torch.ones(3))(outputs, targets, num_items_in_batch=6) == pytest.approx(
+        float(plain)
     )
-    assert build_config("gpu", {"epochs": 2}).epochs == 2
-    assert build_config("gpu", {}).base_model == "mpnet" and PROFILES["gpu"]["max_length"] == 512
-    with pytest.raises(ValueError, match="unknown profile"):
-        build_config("tpu", {})
-    with pytest.raises(ValueError):
-        TrainConfig(batch_size=0)
+    assert WeightedBCE(torch.full((3,), 2.0))(outputs, targets) > plain
+    result = run_training(_config(workspace, pos_weight="sqrt", epochs=2), tmp_path / "weighted")
+    assert result.status == "complete" and result.manifest.training_args["pos_weight"] == "sqrt"
