@@ -38,7 +38,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS, save_figure  # noqa: E402
 
 import numpy as np  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
@@ -269,12 +269,9 @@ def plot(result: dict, path: Path) -> None:
     right.set_xlabel("time (s)")
     right.set_ylabel("consumer lag (records)")
     right.set_title("consumer group lag on the input topic", fontsize=10)
-    fig.suptitle(f"End-to-end latency through Kafka, {result['model']}, "
-                 f"{result['machine']['cpu_model']} ({result['machine']['cpus_usable']} cores)",
-                 fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, f"End-to-end latency through Kafka, {result['model']}, "
+                f"{result['machine']['cpu_model']} ({result['machine']['cpus_usable']} cores)",
+                path)
 
 
 def main(argv: list[str] | None = None) -> int:

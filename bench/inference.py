@@ -43,7 +43,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS, save_figure  # noqa: E402
 
 from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 
@@ -271,13 +271,10 @@ def plot(result: dict, path: Path) -> None:
         axis.tick_params(labelsize=8)
         axis.set_xlim(0, max(values) * 1.2 or 1)
     machine = result["machine"]
-    fig.suptitle(
-        f"{result['model']['name']} ({result['model']['max_length']} tokens), "
+    save_figure(
+        fig, f"{result['model']['name']} ({result['model']['max_length']} tokens), "
         f"{result['documents']} EUR-Lex test documents, {machine['cpu_model']} "
-        f"({machine['cpus_usable']} cores, {result['threads']} torch threads)", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        f"({machine['cpus_usable']} cores, {result['threads']} torch threads)", path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,11 +11,11 @@ micro-F1. Model loading and warm-up are outside the timed part of every row.
 - ``notebook``: the original notebook's way: fixed padding to the max length, batches of 16 in
   input order, fp32.
 - ``engine``: the worker's ``InferenceEngine`` (token-budget micro-batching, dynamic padding, its
-  tokenizer thread), fed like ``classify`` feeds it (at most ``max_in_flight`` pending).
+  tokenizer thread), through ``worker.batch_scoring`` (at most ``max_in_flight`` pending), the
+  path ``eurovoc-train evaluate`` and threshold tuning take.
 """
 
 import os
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -232,50 +232,29 @@ def _recording(runner, batches: list[Batch]) -> Callable:
 
 
 def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) -> RowResult:
-    """The worker's engine over the documents, fed as ``classify`` feeds it."""
+    """The worker's engine over the documents, fed as ``classify`` feeds it
+    (``worker.batch_scoring``, the path evaluation and threshold tuning take)."""
     import torch
 
+    from worker.batch_scoring import score_documents
     from worker.engine import InferenceEngine
     from worker.metrics import WorkerMetrics
-    from worker.work_items import work_item
 
     metrics = WorkerMetrics()
     started = time.perf_counter()
     engine = InferenceEngine.from_settings(settings, metrics)
     load_seconds = time.perf_counter() - started
-    names = engine.manifest.label_names
     batches: list[Batch] = []
     engine.runner.score_batch = _recording(engine.runner, batches)
-    items = [work_item(labelled.document) for labelled in documents]
-    row_of = {id(item): row for row, item in enumerate(items)}
-    probabilities = np.full((len(items), len(names)), np.nan, dtype=np.float32)
-    capacity = settings.max_in_flight
-    failed = 0
     engine.start()
     tokenizer_thread = engine._threads[0]
     cpu_before = _thread_cpu_seconds(tokenizer_thread.native_id)
     try:
         window = MachineWindow().__enter__()
         run_started = time.perf_counter()
-        done = 0
-
-        def collect(timeout: float) -> int:
-            nonlocal failed
-            results = engine.poll_results(timeout=timeout)
-            for result in results:
-                if result.message is None:
-                    failed += 1
-                    continue
-                scores = result.message.scores
-                probabilities[row_of[id(result.item)]] = [scores[name] for name in names]
-            return len(results)
-
-        for item in items:
-            while engine.pending() >= capacity:
-                done += collect(0.5)
-            engine.submit([item])
-        while done < len(items):
-            done += collect(0.5)
+        probabilities = score_documents(
+            engine, [labelled.document for labelled in documents], progress=False
+        )
         seconds = time.perf_counter() - run_started
         window.__exit__()
         cpu_after = _thread_cpu_seconds(tokenizer_thread.native_id)
@@ -287,7 +266,6 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
     extra = {
         "max_batch_tokens": engine.max_batch_tokens,
         "other_processes_cores": window.other_cores,
-        "failed": failed,
         "tokenizer_thread": {
             "busy_share": round(tokenize_busy / seconds, 4),
             "idle_share": round(1 - tokenize_busy / seconds, 4),

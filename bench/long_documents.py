@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS, save_figure  # noqa: E402
 
 import numpy as np  # noqa: E402
 from inference_rows import read_labelled  # noqa: E402
@@ -199,12 +199,8 @@ def plot(report: dict, path: Path) -> None:
     axes[0].set_ylabel("micro-F1")
     axes[0].legend(fontsize=8)
     model = report["model"]
-    fig.suptitle(f"Long documents: {model['name']} ({model['max_length']} tokens, stride "
-                 f"{report['stride']}), {report['documents']['test']} test documents",
-                 fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, f"Long documents: {model['name']} ({model['max_length']} tokens, stride "
+                f"{report['stride']}), {report['documents']['test']} test documents", path)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""The ``eurovoc-train`` subcommands besides ``train``: evaluate, predict, tune-thresholds,
-baseline, export-half, make-labels. Heavy modules are imported inside each command."""
+"""The ``eurovoc-train`` subcommands besides ``train`` and ``predict`` (``eurovoc-worker classify``):
+evaluate, tune-thresholds, baseline, export-half, make-labels. Heavy modules are imported inside
+each command. Evaluation and tuning score through the worker's engine with the engine settings
+given as the worker's flags (``--dtype``, ``--max-length``, ``--long-documents``...)."""
 
 import argparse
 import logging
@@ -10,6 +12,7 @@ from typing import Any
 import orjson
 
 from model_training.profiles import data_or_default
+from worker.classify import settings_from_args
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -46,29 +49,15 @@ def metrics_lines(metrics: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        import torch  # noqa: PLC0415 - keep `--help` fast
-
-        torch.set_num_threads(threads)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
 
-    set_threads(args.threads)
+    settings = settings_from_args(args)
     data = data_or_default(args.data)
-    scored = score(
-        Path(args.model),
-        data,
-        split=args.split,
-        labels_file=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    scored = score(settings, data, split=args.split, labels_file=args.labels)
     manifest = scored.manifest
     summary = {
-        "model": str(args.model),
+        "model": str(settings.model),
         "name": manifest.name,
         "version": manifest.version,
         "base_model": manifest.base_model,
@@ -76,6 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "data": scored.split.source,
         "documents": len(scored.split),
         "thresholds": manifest.thresholds.model_dump(by_alias=True),
+        "inference": scored.inference.model_dump(),
         "metrics": scored.metrics(),
     }
     if args.report:
@@ -93,35 +83,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from model_training.predict import predict_file  # noqa: PLC0415
-
-    set_threads(args.threads)
-    rows = predict_file(
-        Path(args.model), Path(args.file), batch_size=args.batch_size, device=args.device
-    )
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        for row in rows:
-            out.write(orjson.dumps(row) + b"\n")
-    finally:
-        if args.output:
-            out.close()
-    return 0
-
-
 def cmd_tune_thresholds(args: argparse.Namespace) -> int:
     from model_training.export import save_manifest  # noqa: PLC0415
     from model_training.retune import retune  # noqa: PLC0415
 
-    set_threads(args.threads)
+    settings = settings_from_args(args)
     result = retune(
-        Path(args.model),
+        settings,
         data_or_default(args.data),
         split=args.split,
         labels_file=args.labels,
-        batch_size=args.batch_size,
-        device=args.device,
         min_positives=args.min_positives,
         at_least_one=args.at_least_one,
     )
@@ -139,7 +110,7 @@ def cmd_tune_thresholds(args: argparse.Namespace) -> int:
         "written": not args.dry_run,
     }
     if not args.dry_run:
-        save_manifest(Path(args.model), result.manifest)
+        save_manifest(Path(settings.model), result.manifest)
     if args.json:
         print_json(summary)
     else:
@@ -185,8 +156,8 @@ def cmd_export_half(args: argparse.Namespace) -> int:
         save_manifest,
     )
     from worker.checkpoint import read_manifest  # noqa: PLC0415
+    from worker.engine_config import EngineSettings  # noqa: PLC0415
 
-    set_threads(args.threads)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     manifest = export_half_precision(Path(args.model), Path(args.output), dtype=dtype)
     sizes = {
@@ -196,9 +167,14 @@ def cmd_export_half(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"output": args.output, "dtype": args.dtype, "weights_bytes": sizes}
     status = 0
     if args.data:
+        # each in its own dtype (``auto`` would compute both in bf16 on a bf16-native CPU)
         full, half = (
-            score(Path(path), args.data, split=args.split, batch_size=args.batch_size).metrics()
-            for path in (args.model, args.output)
+            score(
+                EngineSettings(model=path, dtype=scored_dtype, torch_threads=args.threads),
+                args.data,
+                split=args.split,
+            ).metrics()
+            for path, scored_dtype in ((args.model, "float32"), (args.output, args.dtype))
         )
         split = args.split
         metrics = half_precision_metrics(read_manifest(Path(args.model)).metrics, split, full, half)
