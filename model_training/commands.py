@@ -49,12 +49,16 @@ def metrics_lines(metrics: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
+def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The data flags' options (``--split``, ``--labels``) for ``score``/``retune``."""
+    return {"split": args.split, "labels_file": args.labels}
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
 
     settings = settings_from_args(args)
-    data = data_or_default(args.data)
-    scored = score(settings, data, split=args.split, labels_file=args.labels)
+    scored = score(settings, data_or_default(args.data), **scoring_options(args))
     manifest = scored.manifest
     summary = {
         "model": str(settings.model),
@@ -91,8 +95,7 @@ def cmd_tune_thresholds(args: argparse.Namespace) -> int:
     result = retune(
         settings,
         data_or_default(args.data),
-        split=args.split,
-        labels_file=args.labels,
+        **scoring_options(args),
         min_positives=args.min_positives,
         at_least_one=args.at_least_one,
     )

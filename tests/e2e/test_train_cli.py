@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from model_training.trainer import LOG_FILE, STATE_DIR
 from tests.e2e.cli_runner import run_cli
 from tests.unit.test_training_helpers import (
     LABEL_NAMES,
@@ -259,3 +260,34 @@ def test_export_half_keeps_the_dev_metrics_beside_its_check(trained, env, tmp_pa
         summary["micro_f1"]["change"]
     )
     assert "Half-precision check on test" in (tmp_path / "half" / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_with_its_own_settings(env, tmp_path):
+    """Settings from ``EUROVOC_TRAIN_*`` (never the worker's ``EUROVOC_*``), an interruption, then
+    ``--resume`` with nothing but the output directory."""
+    data, base = make_data_dir(tmp_path / "data"), make_base_model(tmp_path / "base")
+    output = tmp_path / "model"
+    settings = {
+        "EUROVOC_TRAIN_BASE_MODEL": str(base),
+        "EUROVOC_TRAIN_DATA": str(data),
+        "EUROVOC_TRAIN_MAX_LENGTH": "64",
+        "EUROVOC_TRAIN_BATCH_SIZE": "8",
+        "EUROVOC_TRAIN_EPOCHS": "2",
+        "EUROVOC_TRAIN_THREADS": "1",
+        "EUROVOC_TRAIN_MIN_POSITIVES": "5",
+        "EUROVOC_TRAIN_SAVE_STATE_EVERY": "5",
+        "EUROVOC_MAX_LENGTH": "16",  # the worker's setting: must not reach training
+    }
+    first = train_cli(
+        "train", "--output", str(output), "--stop-after-steps", "5", env={**env, **settings}
+    )
+    assert f"--output {output} --resume" in first.stderr
+    assert (output / STATE_DIR / "checkpoint-5").is_dir() and not (output / "eurovoc.json").exists()
+    train_cli("train", "--output", str(output), "--resume", env=env)  # no settings given again
+    args = json.loads((output / "eurovoc.json").read_text())["training_args"]
+    assert args["max_length"] == 64 and args["epochs"] == 2 and args["stopped_by"] == "epochs"
+    assert args["steps"] == 2 * 64 // 8
+    log = [json.loads(line) for line in (output / LOG_FILE).read_text().splitlines()]
+    assert [row["epoch"] for row in log if row["event"] == "eval"] == [1.0, 2.0]
+    assert not (output / STATE_DIR).exists()
