@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from kafka.errors import KafkaError
 
+from schemas.manifest import read_manifest
 from worker.classify_step import ClassifyStep
 from worker.commit_step import CommitStep, ConsumerCommitter
 from worker.config import WorkerSettings
@@ -61,8 +62,6 @@ def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
 def check_checkpoint(settings: EngineSettings) -> None:
     """The checkpoint's manifest is readable and fits the engine settings (``ValueError``
     naming the setting otherwise): seconds before the model would fail to load."""
-    from worker.checkpoint import read_manifest
-
     settings.resolve_max_length(read_manifest(settings.model).max_length)
 
 
@@ -168,6 +167,7 @@ def run_worker(
                                    f"{settings.kafka.bootstrap_servers}: {exc!r}"))
         except MissingTopics as exc:
             return _finish(Outcome(ExitCode.CONFIG, str(exc)))
+        metrics.broker_connected.set(1)  # the broker just answered; the watchdog samples it next
         try:
             engine = (engine_factory or _default_engine_factory)(settings.engine, metrics)
         except ValueError as exc:  # CheckpointError included
