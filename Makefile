@@ -73,8 +73,10 @@ kafka-logs:
 schemas: setup
 	$(PY) -m schemas
 
-## bench: run the benchmarks (results JSON and plots under bench/results/)
+## bench: run the benchmarks (results JSON and plots under bench/results/; docs/performance.md)
 bench: setup
+	$(PY) bench/inference.py --quick
+	$(PY) bench/e2e_latency.py --quick
 	$(PY) bench/worker_throughput.py
 	$(PY) bench/failover.py
 	$(PY) bench/train_throughput.py

@@ -55,3 +55,13 @@ def batch_histograms(families: Iterable) -> dict[str, dict | None]:
     """The engine's batching histograms (see worker/metrics.py) by name."""
     families = list(families)
     return {name: histogram_summary(families, name) for name in BATCH_HISTOGRAMS}
+
+
+def save_figure(fig, title: str, path: Path) -> None:
+    """Title a matplotlib figure, lay it out, write it as a PNG and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

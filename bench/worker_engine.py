@@ -64,6 +64,7 @@ def classify_benchmark(
         "torch_threads": torch.get_num_threads(),
         "dtype": str(runner.dtype).removeprefix("torch."),
         "max_length": engine.max_length,
+        "max_batch_tokens": engine.max_batch_tokens,
         "documents": summary["documents"],
         "failed": summary["failed"],
         "invalid_lines": summary["invalid_lines"],
@@ -89,7 +90,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_from_args(args)
     report = {"benchmark": "worker_engine_classify",
               "long_documents": settings.long_documents,
-              "max_batch_tokens": settings.max_batch_tokens,
               "max_batch_size": settings.max_batch_size,
               **classify_benchmark(settings, args.data, args.n)}
     print(json.dumps(report, indent=2))

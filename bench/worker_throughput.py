@@ -321,6 +321,16 @@ def _wait_ready(port: int, proc: subprocess.Popen, log_path: Path, timeout_s: fl
     return time.perf_counter()
 
 
+def terminate(proc: subprocess.Popen, timeout_s: float = 60) -> int:
+    """SIGTERM (the worker drains and commits), SIGKILL after ``timeout_s``; the exit code."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def _logged_engine_settings(log_path: Path) -> dict | None:
     """The engine part of the settings the worker logged at start-up."""
     for line in log_path.read_text().splitlines():
@@ -367,12 +377,7 @@ def worker_via_kafka(bootstrap: str, records: list, settings: EngineSettings, *,
                     f"{len(records)} after {timeout_s:.0f}s:\n" + log_path.read_text()[-3000:])
             metrics_text = _get(port, "/metrics")[1].decode()
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                exit_code = proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                exit_code = proc.wait()
+            exit_code = terminate(proc)
             watcher.stop()
     seconds = watcher.done_at - ready
     created = sorted(watcher.created_ms)

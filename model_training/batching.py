@@ -3,9 +3,8 @@
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
@@ -68,15 +67,3 @@ class SeededLengthGroupedSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         return iter(get_length_grouped_indices(self.lengths, self.group_size, generator=generator))
-
-
-def eval_loader(
-    split: TokenizedSplit, tokenizer: PreTrainedTokenizerBase, batch_size: int
-) -> tuple[DataLoader, np.ndarray]:
-    """Batches of documents sorted by length (least padding) and the order to undo it."""
-    order = np.argsort(np.asarray(split.lengths), kind="stable")[::-1].copy()
-    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-    loader = DataLoader(
-        TokenizedDataset(split), batch_sampler=batches, collate_fn=padding_collator(tokenizer)
-    )
-    return loader, order

@@ -1,5 +1,8 @@
 """``eurovoc-train``: train, evaluate, predict, tune thresholds, run the baseline, export fp16.
 
+``evaluate`` and ``tune-thresholds`` score through the worker's engine with the worker's engine
+flags; ``predict`` is ``eurovoc-worker classify``.
+
 Every subcommand reads and writes local files only; nothing is downloaded from a model hub.
 ``train`` runs in one process or under ``torchrun`` / ``accelerate launch`` (data-parallel).
 """
@@ -15,6 +18,8 @@ from pydantic_settings import CliSettingsSource
 
 from model_training import commands
 from model_training.profiles import ENV_PREFIX, TrainConfig, default_output_dir
+from worker.classify import __doc__ as classify_doc
+from worker.classify import add_engine_arguments, configure_parser, run_classify
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -82,7 +87,9 @@ def _train_parser(subcommands: argparse._SubParsersAction) -> None:
 
 
 def _scoring_flags(parser: argparse.ArgumentParser, *, split: str) -> None:
-    parser.add_argument("--model", required=True, help="checkpoint directory")
+    """The data flags, and the worker's engine flags (``--model``, ``--dtype``, ``--max-length``,
+    ``--long-documents``, ...: the same as ``eurovoc-worker classify``'s): the documents are
+    scored by the worker's engine in-process, exactly as the worker with those settings would."""
     parser.add_argument(
         "--data", help="data directory or JSONL(.gz) file (default ../shared/data/eurlex57k)"
     )
@@ -90,9 +97,19 @@ def _scoring_flags(parser: argparse.ArgumentParser, *, split: str) -> None:
         "--split", default=split, help=f"split of a data directory (default {split})"
     )
     parser.add_argument("--labels", help="labels file; must match the checkpoint's labels")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
+    add_engine_arguments(parser)
+
+
+def _predict_parser(subcommands: argparse._SubParsersAction) -> None:
+    """``predict`` is ``eurovoc-worker classify``: same flags, same output, same code."""
+    predict = subcommands.add_parser(
+        "predict",
+        help="label a JSON-lines file (the same command as eurovoc-worker classify)",
+        description=classify_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    configure_parser(predict)
+    predict.set_defaults(handler=run_classify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,14 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.set_defaults(handler=commands.cmd_evaluate)
 
-    predict = subcommands.add_parser("predict", help="label a JSONL file of {id|celex_id, text}")
-    predict.add_argument("--model", required=True, help="checkpoint directory")
-    predict.add_argument("file", help="JSONL(.gz) input")
-    predict.add_argument("-o", "--output", help="output JSONL (default: stdout)")
-    predict.add_argument("--batch-size", type=int, default=64)
-    predict.add_argument("--device", default="cpu")
-    predict.add_argument("--threads", type=int)
-    predict.set_defaults(handler=commands.cmd_predict)
+    _predict_parser(subcommands)
 
     tune = subcommands.add_parser(
         "tune-thresholds",
@@ -159,8 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     half.add_argument("--dtype", choices=["float16", "bfloat16"], default="float16")
     half.add_argument("--data", help="measure both on this data (directory or file)")
     half.add_argument("--split", default="test")
-    half.add_argument("--batch-size", type=int, default=64)
-    half.add_argument("--threads", type=int)
+    half.add_argument("--threads", type=int, help="torch CPU threads (default: usable cores)")
     half.add_argument("--max-change", type=float, default=0.002, help="allowed micro-F1 change")
     half.set_defaults(handler=commands.cmd_export_half)
 
@@ -188,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{'.'.join(str(part) for part in error['loc']) or 'profile'}: {error['msg']}"
             for error in exc.errors()
         )
-        logger.error("invalid training settings: %s", "; ".join(problems))
+        logger.error("invalid settings: %s", "; ".join(problems))
         return 2
     except ValueError as exc:  # DataError and CheckpointError are ValueErrors
         logger.error("%s", exc)

@@ -1,5 +1,7 @@
-"""The ``eurovoc-train`` subcommands besides ``train``: evaluate, predict, tune-thresholds,
-baseline, export-half, make-labels. Heavy modules are imported inside each command."""
+"""The ``eurovoc-train`` subcommands besides ``train`` and ``predict`` (``eurovoc-worker classify``):
+evaluate, tune-thresholds, baseline, export-half, make-labels. Heavy modules are imported inside
+each command. Evaluation and tuning score through the worker's engine with the engine settings
+given as the worker's flags (``--dtype``, ``--max-length``, ``--long-documents``...)."""
 
 import argparse
 import logging
@@ -10,6 +12,7 @@ from typing import Any
 import orjson
 
 from model_training.profiles import data_or_default
+from worker.classify import settings_from_args
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -46,32 +49,19 @@ def metrics_lines(metrics: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def set_threads(threads: int | None) -> None:
-    if threads:
-        import torch  # noqa: PLC0415 - keep `--help` fast
-
-        torch.set_num_threads(threads)
-
-
 def scoring_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The scoring flags' options (``--split``, ``--labels``, ``--batch-size``, ``--device``)
-    for ``score``/``retune``; sets ``--threads``."""
-    set_threads(args.threads)
-    return {
-        "split": args.split,
-        "labels_file": args.labels,
-        "batch_size": args.batch_size,
-        "device": args.device,
-    }
+    """The data flags' options (``--split``, ``--labels``) for ``score``/``retune``."""
+    return {"split": args.split, "labels_file": args.labels}
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from model_training.evaluation import score  # noqa: PLC0415
 
-    scored = score(Path(args.model), data_or_default(args.data), **scoring_options(args))
+    settings = settings_from_args(args)
+    scored = score(settings, data_or_default(args.data), **scoring_options(args))
     manifest = scored.manifest
     summary = {
-        "model": str(args.model),
+        "model": str(settings.model),
         "name": manifest.name,
         "version": manifest.version,
         "base_model": manifest.base_model,
@@ -79,6 +69,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "data": scored.split.source,
         "documents": len(scored.split),
         "thresholds": manifest.thresholds.model_dump(by_alias=True),
+        "inference": scored.inference.model_dump(),
         "metrics": scored.metrics(),
     }
     if args.report:
@@ -96,29 +87,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from model_training.predict import predict_file  # noqa: PLC0415
-
-    set_threads(args.threads)
-    rows = predict_file(
-        Path(args.model), Path(args.file), batch_size=args.batch_size, device=args.device
-    )
-    out = open(args.output, "wb") if args.output else sys.stdout.buffer  # noqa: SIM115
-    try:
-        for row in rows:
-            out.write(orjson.dumps(row) + b"\n")
-    finally:
-        if args.output:
-            out.close()
-    return 0
-
-
 def cmd_tune_thresholds(args: argparse.Namespace) -> int:
     from model_training.export import save_manifest  # noqa: PLC0415
     from model_training.retune import retune  # noqa: PLC0415
 
+    settings = settings_from_args(args)
     result = retune(
-        Path(args.model),
+        settings,
         data_or_default(args.data),
         **scoring_options(args),
         min_positives=args.min_positives,
@@ -138,7 +113,7 @@ def cmd_tune_thresholds(args: argparse.Namespace) -> int:
         "written": not args.dry_run,
     }
     if not args.dry_run:
-        save_manifest(Path(args.model), result.manifest)
+        save_manifest(Path(settings.model), result.manifest)
     if args.json:
         print_json(summary)
     else:
@@ -184,8 +159,8 @@ def cmd_export_half(args: argparse.Namespace) -> int:
         save_manifest,
     )
     from worker.checkpoint import read_manifest  # noqa: PLC0415
+    from worker.engine_config import EngineSettings  # noqa: PLC0415
 
-    set_threads(args.threads)
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     manifest = export_half_precision(Path(args.model), Path(args.output), dtype=dtype)
     sizes = {
@@ -195,9 +170,14 @@ def cmd_export_half(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {"output": args.output, "dtype": args.dtype, "weights_bytes": sizes}
     status = 0
     if args.data:
+        # each in its own dtype (``auto`` would compute both in bf16 on a bf16-native CPU)
         full, half = (
-            score(Path(path), args.data, split=args.split, batch_size=args.batch_size).metrics()
-            for path in (args.model, args.output)
+            score(
+                EngineSettings(model=path, dtype=scored_dtype, torch_threads=args.threads),
+                args.data,
+                split=args.split,
+            ).metrics()
+            for path, scored_dtype in ((args.model, "float32"), (args.output, args.dtype))
         )
         split = args.split
         metrics = half_precision_metrics(read_manifest(Path(args.model)).metrics, split, full, half)

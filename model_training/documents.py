@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 import orjson
+from pydantic import ValidationError
 
 from model_training.errors import DataError
 from model_training.labels import LabelSet, labels_file_for_data, load_label_set
+from schemas.document import InputDocument
 from worker.document_files import DocumentFileError, document_lines
 from worker.tokenize_stage import model_text
 
@@ -65,6 +67,14 @@ class Split:
         for row, document in enumerate(self.documents):
             matrix[row, list(document.labels)] = 1.0
         return matrix
+
+    def input_documents(self) -> list[InputDocument]:
+        """The documents as the worker receives them (id, text, title)."""
+        try:
+            return [InputDocument(id=document.id, text=document.text, title=document.title)
+                    for document in self.documents]
+        except ValidationError as exc:
+            raise DataError(f"{self.source}: a document the worker would reject: {exc}") from exc
 
     def subset(self, size: int | None, *, strategy: str = "random", seed: int = 0) -> "Split":
         """At most ``size`` documents: a seeded random sample, or the most recent ones by year."""

@@ -1,32 +1,35 @@
-"""Score a checkpoint on labelled data, loaded exactly as the worker loads it."""
+"""Score a checkpoint on labelled data through the worker's engine, in-process, with the worker's
+inference settings (``worker.batch_scoring``): the quality measured is the quality the worker
+delivers with the same settings."""
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from model_training.documents import HF_PREFIX, Split, load_split
-from model_training.inference import predict_probabilities
 from model_training.labels import LabelSet, labels_file_beside, load_label_set
 from model_training.metrics import compute_metrics, per_label_metrics
-from model_training.tokenization import tokenize_split
-from schemas.manifest import CheckpointManifest
-from worker.checkpoint import Checkpoint, load_checkpoint, read_manifest
+from schemas.manifest import CheckpointManifest, InferenceRecord
+from worker.batch_scoring import inference_record, running_engine, score_documents
+from worker.checkpoint import read_manifest
+from worker.engine_config import EngineSettings
+
+if TYPE_CHECKING:
+    from worker.engine import InferenceEngine
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Scored:
-    checkpoint: Checkpoint
+    manifest: CheckpointManifest
     split: Split
     labels: np.ndarray
     probabilities: np.ndarray
-
-    @property
-    def manifest(self) -> CheckpointManifest:
-        return self.checkpoint.manifest
+    inference: InferenceRecord
 
     def tuned_thresholds(self) -> np.ndarray:
         return np.asarray(self.manifest.threshold_vector(), dtype=np.float64)
@@ -75,33 +78,26 @@ def read_labelled(
     return load_split(data, split, label_set_for(manifest, data, labels_file))
 
 
-def score_split(
-    model_dir: Path, documents: Split, *, batch_size: int = 64, device: str = "cpu"
-) -> Scored:
-    checkpoint = load_checkpoint(model_dir, device=device)
-    manifest = checkpoint.manifest
-    tokenized = tokenize_split(
-        documents, checkpoint.tokenizer, manifest.max_length, len(manifest.labels)
+def score_split(engine: "InferenceEngine", documents: Split) -> Scored:
+    """``documents`` scored by a started engine."""
+    probabilities = score_documents(
+        engine, documents.input_documents(), description=documents.name
     )
-    probabilities = predict_probabilities(
-        checkpoint.model,
-        tokenized,
-        checkpoint.tokenizer,
-        batch_size=batch_size,
-        description=documents.name,
-    )
-    logger.info("scored %d documents of %s with %s", len(documents), documents.source, model_dir)
-    return Scored(checkpoint, documents, tokenized.labels, probabilities)
+    logger.info("scored %d documents of %s with %s", len(documents), documents.source,
+                engine.settings.model)
+    labels = documents.label_matrix(len(engine.manifest.labels))
+    return Scored(engine.manifest, documents, labels, probabilities, inference_record(engine))
 
 
 def score(
-    model_dir: Path,
+    settings: EngineSettings,
     data: str,
     *,
     split: str = "test",
     labels_file: str | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
 ) -> Scored:
-    documents = read_labelled(model_dir, data, split=split, labels_file=labels_file)
-    return score_split(model_dir, documents, batch_size=batch_size, device=device)
+    """Split ``split`` of ``data`` scored with the checkpoint and inference settings of
+    ``settings`` (an engine of its own, stopped afterwards)."""
+    documents = read_labelled(Path(settings.model), data, split=split, labels_file=labels_file)
+    with running_engine(settings) as engine:
+        return score_split(engine, documents)

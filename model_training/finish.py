@@ -1,22 +1,24 @@
-"""The end of a training run (main process only): export the best weights, load them back exactly
-as the worker does, tune thresholds on dev, measure dev and test, and write the manifest."""
+"""The end of a training run (main process only): export the best weights, score dev and test
+through the worker's engine in-process (its default inference settings: dtype auto, the
+checkpoint's max length, truncation), tune thresholds on dev, measure dev and test, and write the
+manifest with the inference settings next to the thresholds."""
 
 import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers import PreTrainedModel
 
 from model_training.callbacks import write_log_line
 from model_training.export import save_manifest, write_checkpoint
-from model_training.inference import predict_probabilities
 from model_training.profiles import TrainConfig
 from model_training.thresholds import AT_LEAST_ONE_CHOICES, split_metrics, tune_thresholds
 from model_training.training_data import TrainingData
 from schemas.manifest import CheckpointManifest
-from worker.checkpoint import load_checkpoint
+from worker.batch_scoring import inference_record, running_engine, score_documents
+from worker.checkpoint import read_manifest
+from worker.engine_config import EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -49,35 +51,38 @@ def export_trained(
     )
     # Thresholds and metrics come from the exported checkpoint, as the worker will run it (on the
     # device that trained it: a GPU scores dev and test in seconds where a CPU takes an hour).
-    checkpoint = load_checkpoint(output_dir, device=device)
-
-    def score(split: str) -> np.ndarray:
-        return predict_probabilities(
-            checkpoint.model,
-            data.tokenized[split],
-            checkpoint.tokenizer,
-            batch_size=config.eval_batch_size,
-            description=split,
-        )
-
-    dev_probabilities = score("dev")
+    settings = EngineSettings(model=output_dir, device=str(device), warmup=False,
+                              torch_threads=torch.get_num_threads())
+    splits = [name for name in ("dev", "test") if name in data.splits]
+    with running_engine(settings) as engine:
+        probabilities = {
+            split: score_documents(engine, data.splits[split].input_documents(),
+                                   description=split)
+            for split in splits
+        }
+        inference = inference_record(engine)
+    truth = {split: data.splits[split].label_matrix(len(names)) for split in splits}
     tuning = tune_thresholds(
-        data.dev.labels,
-        dev_probabilities,
+        truth["dev"],
+        probabilities["dev"],
         names,
         min_positives=config.min_positives,
         at_least_one=AT_LEAST_ONE_CHOICES[config.at_least_one],
     )
-    thresholds = tuning.thresholds.model_copy(update={"tuned_on": data.splits["dev"].fingerprint})
-    metrics = split_metrics("dev", data.dev.labels, dev_probabilities, thresholds, names)
-    if data.test is not None:
-        metrics.update(split_metrics("test", data.test.labels, score("test"), thresholds, names))
+    thresholds = tuning.thresholds.model_copy(
+        update={"tuned_on": data.splits["dev"].fingerprint, "inference": inference}
+    )
+    metrics = {}
+    for split in splits:
+        metrics.update(split_metrics(split, truth[split], probabilities[split], thresholds, names))
     for key, values in metrics.items():
         split, _, at = key.partition("@")
         write_log_line(
             log_file, {"event": "final", "split": split, "thresholds": at or "tuned", **values}
         )
-    manifest = checkpoint.manifest.model_copy(update={"thresholds": thresholds, "metrics": metrics})
+    manifest = read_manifest(output_dir).model_copy(
+        update={"thresholds": thresholds, "metrics": metrics}
+    )
     save_manifest(output_dir, manifest)
     logger.info("checkpoint written to %s", output_dir)
     return manifest

@@ -9,37 +9,22 @@ from typing import Literal
 import torch
 
 from model_training.errors import DataError
+from worker.cpu_resources import CPUINFO, cpu_computes_bf16
 
 logger = logging.getLogger(__name__)
-
-CPUINFO = Path("/proc/cpuinfo")
-# CPU flags of native bf16 arithmetic: AVX512-BF16 dot products, AMX tiles.
-BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 Precision = Literal["fp32", "bf16", "fp16"]
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str]:
-    """The ``flags`` of the first processor in ``/proc/cpuinfo`` (empty where there is none)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() == "flags":
-            return set(value.split())
-    return set()
-
-
 def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
-    """True when this CPU computes bf16 in hardware, by torch's CPU probe or by the CPU flags."""
+    """True when this CPU computes bf16 in hardware, by torch's CPU probe or by the CPU flags
+    (``worker.cpu_resources``, which the worker's ``dtype=auto`` reads too)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for probe in probes:
         check = getattr(torch.cpu, probe, None)
         if check is not None and check():
             return True
-    return bool(cpu_flags(cpuinfo) & BF16_CPU_FLAGS)
+    return cpu_computes_bf16(cpuinfo)
 
 
 @dataclass(frozen=True)

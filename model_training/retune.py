@@ -11,10 +11,12 @@ with a warning; the ``<split>@0.5`` records do not depend on them and stay.
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model_training.documents import Split
 from model_training.errors import DataError
 from model_training.evaluation import Scored, read_labelled, score_split
+from worker.batch_scoring import running_engine
 from model_training.thresholds import (
     AT_LEAST_ONE_CHOICES,
     TuningResult,
@@ -23,6 +25,10 @@ from model_training.thresholds import (
 )
 from schemas.manifest import CheckpointManifest
 from worker.checkpoint import read_manifest
+from worker.engine_config import EngineSettings
+
+if TYPE_CHECKING:
+    from worker.engine import InferenceEngine
 
 logger = logging.getLogger(__name__)
 
@@ -56,21 +62,38 @@ def refuse_test_data(manifest: CheckpointManifest, split: str, documents: Split)
 
 
 def retune(
-    model_dir: Path,
+    settings: EngineSettings,
     data: str,
     *,
     split: str = "dev",
     labels_file: str | None = None,
-    batch_size: int = 64,
-    device: str = "cpu",
     min_positives: int = 20,
     at_least_one: str = "auto",
 ) -> Retuned:
-    """New thresholds from ``split`` of ``data`` and the manifest they belong in (not written)."""
+    """New thresholds from ``split`` of ``data`` scored by the worker's engine with ``settings``
+    (recorded next to them), and the manifest they belong in (not written)."""
+    model_dir = Path(settings.model)
     manifest = read_manifest(model_dir)
     documents = read_labelled(model_dir, data, split=split, labels_file=labels_file)
     refuse_test_data(manifest, split, documents)
-    scored = score_split(model_dir, documents, batch_size=batch_size, device=device)
+    with running_engine(settings) as engine:
+        return _retune(engine, manifest, data, split, documents, labels_file,
+                       min_positives=min_positives, at_least_one=at_least_one)
+
+
+def _retune(
+    engine: "InferenceEngine",
+    manifest: CheckpointManifest,
+    data: str,
+    split: str,
+    documents: Split,
+    labels_file: str | None,
+    *,
+    min_positives: int,
+    at_least_one: str,
+) -> Retuned:
+    model_dir = Path(engine.settings.model)
+    scored = score_split(engine, documents)
     names = manifest.label_names
     tuning = tune_thresholds(
         scored.labels,
@@ -79,7 +102,9 @@ def retune(
         min_positives=min_positives,
         at_least_one=AT_LEAST_ONE_CHOICES[at_least_one],
     )
-    thresholds = tuning.thresholds.model_copy(update={"tuned_on": documents.fingerprint})
+    thresholds = tuning.thresholds.model_copy(
+        update={"tuned_on": documents.fingerprint, "inference": scored.inference}
+    )
     metrics = {
         key: values for key, values in manifest.metrics.items() if key.endswith(UNTUNED_SUFFIX)
     }
@@ -99,7 +124,7 @@ def retune(
                 "eurovoc-train evaluate",
             )
             continue
-        rescored = score_split(model_dir, other, batch_size=batch_size, device=device)
+        rescored = score_split(engine, other)
         metrics.update(
             split_metrics(key, rescored.labels, rescored.probabilities, thresholds, names)
         )

@@ -32,6 +32,8 @@ class TrainingData:
     splits: dict[str, Split]
     """``train`` (after the subset), ``dev`` and, when the data has one, ``test``."""
     tokenized: dict[str, TokenizedSplit]
+    """``train`` and ``dev``, for the Trainer (the end of training scores dev and test through the
+    worker's engine, which tokenizes for itself)."""
     seconds: float
 
     @property
@@ -43,8 +45,8 @@ class TrainingData:
         return self.tokenized["dev"]
 
     @property
-    def test(self) -> TokenizedSplit | None:
-        return self.tokenized.get("test")
+    def test(self) -> Split | None:
+        return self.splits.get("test")
 
     def fingerprints(self) -> dict[str, str]:
         """Content fingerprint of every split read, by split name."""
@@ -73,6 +75,7 @@ def load_training_data(config: TrainConfig) -> TrainingData:
     tokenized = {
         name: tokenize_split(split, tokenizer, config.max_length, len(label_set), cache_dir=cache)
         for name, split in splits.items()
+        if name != "test"
     }
     logger.info(
         "data: %s documents, %d labels (%s)",

@@ -18,6 +18,23 @@ class LabelDef(BaseModel):
     name: str = Field(min_length=1)
 
 
+class InferenceRecord(BaseModel):
+    """The worker's inference settings a checkpoint's thresholds were tuned with (``auto`` values
+    resolved); the worker scores the same way unless it is configured otherwise."""
+
+    model_config = ConfigDict(frozen=True)
+
+    device: str = Field(description='Device type: "cpu" or "cuda".')
+    dtype: Literal["float32", "float16", "bfloat16"]
+    max_length: int = Field(ge=8, description="Tokens per window.")
+    long_documents: Literal["truncate", "chunk"]
+    max_chunks: int | None = Field(default=None, description="Chunk mode: windows per document.")
+    chunk_stride: int | None = Field(default=None, description="Chunk mode: tokens shared.")
+    chunk_aggregation: str | None = Field(
+        default=None, description="Chunk mode: how window probabilities combine."
+    )
+
+
 class Thresholds(BaseModel):
     """Decision thresholds tuned on dev: one global value and optional per-label overrides."""
 
@@ -34,6 +51,11 @@ class Thresholds(BaseModel):
         default=None,
         description="Content fingerprint of the data the thresholds were tuned on (never the "
         "test split's).",
+    )
+    inference: InferenceRecord | None = Field(
+        default=None,
+        description="The worker's inference settings the thresholds were tuned with (the "
+        "engine scored the tuning data in-process).",
     )
 
     def for_label(self, name: str) -> float:

@@ -1,7 +1,8 @@
 """Load a self-describing checkpoint directory: safetensors weights, tokenizer, ``eurovoc.json``.
 
-This is the single place that reads checkpoints; the training package's ``evaluate`` and
-``predict`` use it too, so they measure exactly what the worker runs.
+This is the single place that reads checkpoints; the training package's ``evaluate``,
+``tune-thresholds`` and the end of training load them through the worker's engine
+(``worker.batch_scoring``), so they measure exactly what the worker runs.
 """
 
 import hashlib

@@ -26,13 +26,13 @@ from collections.abc import Callable, Sequence
 
 from schemas.manifest import CheckpointManifest
 from worker.batching import Pending, TokenBudgetBatcher
-from worker.checkpoint import load_checkpoint
 from worker.engine_batches import Job, Window, apply_scores, build_results, observe_batch
 from worker.engine_batches import queue_windows, take_group
-from worker.engine_config import EngineSettings, resolve_device, resolve_dtype
+from worker.engine_config import EngineSettings
 from worker.metrics import WorkerMetrics
 from worker.model_runner import ModelRunner
 from worker.output_builder import OutputBuilder
+from worker.runner_setup import build_runner
 from worker.tokenize_stage import TokenizeStage
 from worker.work_items import EngineFailed, Stage, WorkItem, WorkResult
 
@@ -77,11 +77,13 @@ class InferenceEngine:
         self._inbox_ready = threading.Condition(self._lock)
         self._work_ready = threading.Condition(self._lock)
         self._results_ready = threading.Condition(self._lock)
+        self.max_batch_tokens = settings.resolve_batch_tokens(runner.device.type, self.max_length)
         self._batcher: TokenBudgetBatcher[Window] = TokenBudgetBatcher(
-            max_batch_tokens=settings.max_batch_tokens,
+            max_batch_tokens=self.max_batch_tokens,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_s,
             clock=clock,
+            pad_multiple=runner.pad_multiple,
         )
         self._inbox: deque[Job] = deque()
         self._results: deque[tuple[Job, WorkResult]] = deque()
@@ -104,18 +106,7 @@ class InferenceEngine:
         cls, settings: EngineSettings, metrics: WorkerMetrics | None = None
     ) -> "InferenceEngine":
         """Load the checkpoint, build the runner, warm it up (unless disabled). Not started."""
-        device = resolve_device(settings.device)
-        dtype = resolve_dtype(settings.dtype, device)
-        if settings.torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(settings.torch_threads)
-        checkpoint = load_checkpoint(settings.model, device=device, dtype=dtype)
-        max_length = settings.resolve_max_length(checkpoint.manifest.max_length)
-        runner = ModelRunner(checkpoint, max_length=max_length)
-        if settings.warmup:
-            runner.warmup(settings.max_batch_tokens, settings.max_batch_size)
-        return cls(runner, settings, metrics)
+        return cls(build_runner(settings), settings, metrics)
 
     # -- lifecycle -----------------------------------------------------------------------
 

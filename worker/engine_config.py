@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from worker.aggregation import Aggregation
 from worker.batching import PAD_MULTIPLE, padded_length
+from worker.compilation import CompileMode
+from worker.cpu_resources import cpu_computes_bf16, usable_cpus
 
 if TYPE_CHECKING:  # torch is imported where a device is resolved, not by the command line
     import torch
+
+CUDA_BATCH_TOKENS = 16384
+CPU_BATCH_TOKENS = 4096
+"""Default batch budgets: on a CPU, documents/s are the same from ~32 x 128 tokens up (see
+docs/performance.md), so bigger batches only add latency; a GPU needs large batches."""
 
 
 class EngineSettings(BaseModel):
@@ -32,12 +40,16 @@ class EngineSettings(BaseModel):
         '"cuda:1".',
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        default="auto", description='Compute dtype; "auto" is bfloat16 on CUDA and float32 on CPU.'
+        default="auto",
+        description='Compute dtype; "auto" is bfloat16 on CUDA and on CPUs with native bf16 '
+        "arithmetic (AVX512-BF16, AMX), float32 on other CPUs.",
     )
-    max_batch_tokens: int = Field(
-        default=16384,
+    max_batch_tokens: int | None = Field(
+        default=None,
         ge=PAD_MULTIPLE,
-        description="Padded-token budget of one model batch (longest sequence x sequences).",
+        description="Padded-token budget of one model batch (longest sequence x sequences); "
+        f"default: {CUDA_BATCH_TOKENS} on CUDA, {CPU_BATCH_TOKENS} on CPU (where larger batches "
+        "gain no throughput, only latency), at least one sequence of max_length.",
     )
     max_batch_size: int = Field(default=64, ge=1, description="Most sequences in one model batch.")
     max_wait_ms: int = Field(
@@ -58,9 +70,11 @@ class EngineSettings(BaseModel):
     chunk_stride: int = Field(
         default=64, ge=0, description="Tokens shared by consecutive windows in chunk mode."
     )
-    max_chunks: int = Field(default=8, ge=1, description="Most windows per document in chunk mode.")
-    chunk_aggregation: Literal["max", "mean"] = Field(
-        default="max", description="How window probabilities combine into the document's."
+    max_chunks: int = Field(default=4, ge=1, description="Most windows per document in chunk mode.")
+    chunk_aggregation: Aggregation = Field(
+        default="first-max",
+        description='How window probabilities combine into the document\'s: "first-max" (mean of '
+        'the first window and the max over windows), "max" or "mean".',
     )
     max_chars_per_token: int = Field(
         default=12,
@@ -76,10 +90,19 @@ class EngineSettings(BaseModel):
         "Kafka worker pauses its partitions (polling goes on) until there is room again.",
     )
     torch_threads: int | None = Field(
-        default=None, ge=1, description="torch.set_num_threads for CPU inference; default: torch's."
+        default=None,
+        ge=1,
+        description="torch.set_num_threads for CPU inference; default: the cores the process may "
+        "use (affinity mask capped by the cgroup CPU quota).",
     )
     warmup: bool = Field(
         default=True, description="Run the model over the padded shapes once at start-up."
+    )
+    torch_compile: CompileMode = Field(
+        default="off",
+        description='torch.compile the model: "off" (eager), "default" (Inductor, dynamic '
+        'shapes), "reduce-overhead" (+ CUDA graphs; CUDA only), "max-autotune". Compiles at '
+        "warm-up.",
     )
 
     @model_validator(mode="after")
@@ -91,7 +114,7 @@ class EngineSettings(BaseModel):
     def check_max_length(self, max_length: int) -> None:
         """Raise ``ValueError`` when ``max_length`` does not fit the batching settings."""
         padded = padded_length(max_length)
-        if self.max_batch_tokens < padded:
+        if self.max_batch_tokens is not None and self.max_batch_tokens < padded:
             raise ValueError(
                 f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
                 f"max_length={max_length} (padded to {padded})"
@@ -107,6 +130,14 @@ class EngineSettings(BaseModel):
         max_length = self.max_length if self.max_length is not None else manifest_max_length
         self.check_max_length(max_length)
         return max_length
+
+    def resolve_batch_tokens(self, device_type: str, max_length: int) -> int:
+        """The batch budget in effect: the setting, else the device's default (at least one
+        padded sequence of ``max_length``)."""
+        if self.max_batch_tokens is not None:
+            return self.max_batch_tokens
+        default = CUDA_BATCH_TOKENS if device_type == "cuda" else CPU_BATCH_TOKENS
+        return max(default, padded_length(max_length))
 
     @property
     def max_wait_s(self) -> float:
@@ -130,11 +161,17 @@ def resolve_device(device: str) -> "torch.device":
 
 
 def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
-    """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported), float32 elsewhere."""
+    """``"auto"`` → bfloat16 on CUDA (float16 where bf16 is unsupported) and on CPUs that compute
+    bf16 natively, float32 elsewhere."""
     import torch
 
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_computes_bf16() else torch.float32
+
+
+def resolve_torch_threads(torch_threads: int | None) -> int:
+    """The setting, else the cores this process may use."""
+    return torch_threads if torch_threads is not None else usable_cpus()

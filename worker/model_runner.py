@@ -1,6 +1,7 @@
 """Run the classifier on padded batches: inference mode, sigmoid, OOM splitting, warm-up."""
 
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import torch
 from schemas.manifest import CheckpointManifest
 from worker.batching import PAD_MULTIPLE, padded_length
 from worker.checkpoint import Checkpoint, CheckpointError
+from worker.compilation import CompileMode, compiled_forward
 
 logger = logging.getLogger(__name__)
 
@@ -91,29 +93,48 @@ class ModelRunner:
         parameter = next(self.model.parameters())
         self.device: torch.device = parameter.device
         self.dtype: torch.dtype = parameter.dtype
+        # GPU tensor cores want lengths in multiples of 8; a CPU computes every padded token for
+        # nothing, so there batches are padded to their longest sequence exactly
+        self.pad_multiple = PAD_MULTIPLE if self.device.type == "cuda" else 1
         self.model.eval()
         # the forward call; tests replace it to simulate out-of-memory
         self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._model_forward
+        self.compile_mode: CompileMode = "off"
 
     @property
     def n_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def compiled(self) -> bool:
+        return self.compile_mode != "off"
+
+    def compile(self, mode: CompileMode) -> None:
+        """Run the forward pass through ``torch.compile`` (``off``: eager; see
+        ``worker.compilation``). Compilation itself happens on the first batches: warm up."""
+        if mode != "off":
+            self._forward = compiled_forward(self.model, mode, self.device.type)
+            self.compile_mode = mode
+
     # -- padding and forward -------------------------------------------------------------
 
     def pad(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest sequence rounded up to a multiple of 8; tensors on device."""
+        """Right-pad to the longest sequence (rounded up to a multiple of 8 on CUDA); tensors on
+        the device."""
         padded = self.tokenizer.pad(
             {"input_ids": [list(ids) for ids in sequences]},
             padding=True,
-            pad_to_multiple_of=PAD_MULTIPLE,
+            pad_to_multiple_of=self.pad_multiple,
             padding_side="right",
             return_attention_mask=True,
             return_tensors="pt",
         )
+        tensors = (padded[name] for name in ("input_ids", "attention_mask"))
+        if self.device.type == "cuda":  # page-locked, so the copies really are asynchronous
+            tensors = (tensor.pin_memory() for tensor in tensors)
         return {
-            name: padded[name].to(self.device, non_blocking=True)
-            for name in ("input_ids", "attention_mask")
+            name: tensor.to(self.device, non_blocking=True)
+            for name, tensor in zip(("input_ids", "attention_mask"), tensors, strict=True)
         }
 
     def _model_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -200,8 +221,9 @@ class ModelRunner:
         self, max_batch_tokens: int, max_batch_size: int, time_budget_s: float | None = None
     ) -> int:
         """Run the warm-up shapes; stop early once ``time_budget_s`` is spent. Returns runs."""
-        if time_budget_s is None:
-            time_budget_s = 60.0 if self.device.type == "cuda" else 3.0
+        if time_budget_s is None:  # a compiled model compiles its shapes here: all of them
+            time_budget_s = math.inf if self.compiled else (
+                60.0 if self.device.type == "cuda" else 3.0)
         fill = self.tokenizer.cls_token_id
         if fill is None:
             fill = self.tokenizer.unk_token_id or 0

@@ -101,6 +101,8 @@ def test_evaluate_json_and_report(trained, env, tmp_path):
     summary = json.loads(result.stdout)
     manifest = json.loads((output / "eurovoc.json").read_text())
     assert summary["documents"] == 48
+    # scored by the worker's engine with the settings training tuned the thresholds with
+    assert summary["inference"] == manifest["thresholds"]["inference"]
     assert summary["metrics"]["tuned"]["micro_f1"] == pytest.approx(
         manifest["metrics"]["test"]["micro_f1"], abs=1e-6
     )
@@ -113,7 +115,7 @@ def test_evaluate_json_and_report(trained, env, tmp_path):
     assert len(json.loads((report / "metrics.json").read_text())["per_label"]) == len(LABEL_NAMES)
 
 
-def test_predict_one_line_per_document(trained, env, tmp_path):
+def test_predict_is_the_workers_classify_command(trained, env, tmp_path):
     _, output = trained
     docs = write_jsonl(
         tmp_path / "docs.jsonl",
@@ -122,7 +124,8 @@ def test_predict_one_line_per_document(trained, env, tmp_path):
             {"id": "x-2", "text": "bank tax aid finance"},
         ],
     )
-    stdout = train_cli("predict", "--model", str(output), str(docs), env=env).stdout
+    common = ("--model", str(output), "--no-warmup", "--no-progress", str(docs), "-o", "-")
+    stdout = train_cli("predict", *common, env=env).stdout
     rows = [json.loads(line) for line in stdout.splitlines()]
     assert [row["id"] for row in rows] == ["32010R0001", "x-2"]
     assert list(rows[0]["scores"]) == LABEL_NAMES
@@ -130,6 +133,15 @@ def test_predict_one_line_per_document(trained, env, tmp_path):
         scores = [label["score"] for label in row["labels"]]
         assert scores == sorted(scores, reverse=True)
         assert all(row["scores"][label["name"]] == label["score"] for label in row["labels"])
+    # one "label a file" command: the same flags, the same output as eurovoc-worker classify
+    classified = run_cli("eurovoc-worker", "classify", *common, env=env, timeout=240)
+    assert classified.returncode == 0, classified.stderr[-3000:]
+    same = [json.loads(line) for line in classified.stdout.splitlines()]
+    for row in (*rows, *same):
+        row.pop("produced_at")
+    assert rows == same
+    help_text = train_cli("predict", "--help", env=env).stdout
+    assert "--long-documents" in help_text and "--max-in-flight" in help_text
 
 
 def test_tune_thresholds_and_baseline(trained, env, tmp_path):
@@ -161,6 +173,8 @@ def test_tune_thresholds_and_baseline(trained, env, tmp_path):
     assert evaluated["metrics"]["tuned"]["micro_f1"] == pytest.approx(
         after["metrics"]["test"]["micro_f1"], abs=1e-6
     )
+    # tuned and evaluated with the same (default) engine settings, recorded beside the thresholds
+    assert after["thresholds"]["inference"] == evaluated["inference"]
     baseline = train_cli(
         "baseline",
         "--data",
@@ -177,6 +191,22 @@ def test_tune_thresholds_and_baseline(trained, env, tmp_path):
     assert set(payload["metrics"]) == {"0.5", "tuned"}
     assert payload["metrics"]["tuned"]["micro_f1"] > 0.5  # the tiny data set is easy for words
     assert json.loads((tmp_path / "baseline.json").read_text()) == payload
+
+
+def test_thresholds_record_the_worker_settings_they_were_tuned_with(trained, env):
+    data, output = trained
+    before = (output / "eurovoc.json").read_text()
+    chunked = train_cli(
+        "tune-thresholds", "--model", str(output), "--data", str(data), "--json", "--dry-run",
+        "--long-documents", "chunk", "--max-length", "16", "--chunk-stride", "4",
+        "--max-chunks", "3", "--dtype", "float32", env=env,
+    )  # fmt: skip
+    inference = json.loads(chunked.stdout)["thresholds"]["inference"]
+    assert (inference["long_documents"], inference["max_length"], inference["dtype"]) == (
+        "chunk", 16, "float32"
+    )
+    assert (inference["max_chunks"], inference["chunk_aggregation"]) == (3, "first-max")
+    assert (output / "eurovoc.json").read_text() == before  # a dry run writes nothing
 
 
 def test_bad_inputs_exit_2_with_one_clear_line(trained, env, tmp_path):

@@ -1,4 +1,4 @@
-"""Chunk aggregation: a document's windows combine by max or mean."""
+"""Chunk aggregation: a document's windows combine by first-max, max or mean."""
 
 import os
 
@@ -24,6 +24,12 @@ def test_max_and_mean():
     windows = np.array([[0.1, 0.9, 0.5], [0.3, 0.2, 0.5], [0.2, 0.4, 0.2]], dtype=np.float32)
     np.testing.assert_allclose(aggregate(windows, "max"), [0.3, 0.9, 0.5])
     np.testing.assert_allclose(aggregate(windows, "mean"), [0.2, 0.5, 0.4], rtol=1e-6)
+    # first-max: the mean of the first window and the max over windows
+    np.testing.assert_allclose(aggregate(windows, "first-max"), [0.2, 0.9, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(aggregate(windows[::-1], "first-max"), [0.25, 0.65, 0.35],
+                               rtol=1e-6)
+    assert aggregate(windows, "first-max").dtype == np.float32
+    np.testing.assert_array_equal(aggregate(windows[:1], "first-max"), windows[0])
     assert aggregate(windows, "mean").dtype == np.float32
     np.testing.assert_array_equal(aggregate(windows[:1], "mean"), windows[0])
     with pytest.raises(ValueError):
@@ -46,7 +52,7 @@ def test_collector_accepts_windows_in_any_order_once():
     np.testing.assert_allclose(collector.result("mean"), [0.3, 0.2])
 
 
-@pytest.mark.parametrize("how", ["max", "mean"])
+@pytest.mark.parametrize("how", ["max", "mean", "first-max"])
 def test_a_three_window_document_gets_the_aggregate_of_its_windows_scored_alone(tmp_path, how):
     make_tiny_checkpoint(tmp_path, max_length=24)
     checkpoint = load_checkpoint(tmp_path)
@@ -64,7 +70,8 @@ def test_a_three_window_document_gets_the_aggregate_of_its_windows_scored_alone(
     windows = engine.tokenize_stage([InputDocument(id="long", text=text)])[0].windows
     assert len(windows) == 3
     alone = np.stack([runner.score([window])[0] for window in windows])
-    expected = alone.max(axis=0) if how == "max" else alone.mean(axis=0)
+    expected = {"max": alone.max(axis=0), "mean": alone.mean(axis=0),
+                "first-max": (alone[0] + alone.max(axis=0)) / 2}[how]
     spread = np.abs(alone - expected).max(axis=0)
     assert spread.max() > 1e-3, "windows must score differently for the test to mean much"
 

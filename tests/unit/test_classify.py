@@ -49,5 +49,5 @@ def test_engine_flags_are_the_engine_settings_and_ignore_the_environment(monkeyp
          "--chunk-stride", "8", "--no-warmup", "--limit", "5"])
     settings = settings_from_args(args)
     assert (settings.long_documents, settings.chunk_stride, settings.warmup) == ("chunk", 8, False)
-    assert settings.max_chunks == 8  # flags only: EUROVOC_* is the Kafka worker's
+    assert settings.max_chunks == 4  # flags only: EUROVOC_* is the Kafka worker's
     assert args.limit == 5

@@ -17,6 +17,7 @@ from schemas.document import InputDocument  # noqa: E402
 from schemas.labels import SourceRef  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noqa: E402
 from worker.checkpoint import load_checkpoint  # noqa: E402
+from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 from worker.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult  # noqa: E402
 from worker.work_items import Stage  # noqa: E402
 from worker.engine_config import EngineSettings, resolve_device, resolve_dtype  # noqa: E402
@@ -86,12 +87,20 @@ def direct_scores(engine, work: WorkItem) -> np.ndarray:
 def test_settings_defaults_and_validation(tmp_path):
     config = EngineSettings(model=tmp_path)
     assert (config.device, config.dtype, config.max_batch_tokens, config.max_batch_size) == (
-        "auto", "auto", 16384, 64
+        "auto", "auto", None, 64
     )
+    # the batch budget depends on the device: small on CPU (latency), large on CUDA
+    assert config.resolve_batch_tokens("cpu", 128) == 4096
+    assert config.resolve_batch_tokens("cuda", 512) == 16384
+    assert config.resolve_batch_tokens("cpu", 8000) == 8000  # always one whole sequence
+    assert EngineSettings(model=tmp_path, max_batch_tokens=999).resolve_batch_tokens("cuda", 8) == 999
     assert (config.max_wait_ms, config.max_length, config.long_documents) == (20, None, "truncate")
-    assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (64, 8, "max")
+    assert (config.chunk_stride, config.max_chunks, config.chunk_aggregation) == (
+        64, 4, "first-max"
+    )
     assert (config.max_chars_per_token, config.max_in_flight) == (12, 256)
     assert config.torch_threads is None and config.warmup is True
+    assert config.torch_compile == "off"
     assert all(field.description for field in EngineSettings.model_fields.values())
     with pytest.raises(ValidationError):
         config.max_batch_size = 3  # frozen
@@ -115,7 +124,8 @@ def test_settings_defaults_and_validation(tmp_path):
 
 def test_device_and_dtype_resolution():
     cpu = torch.device("cpu")
-    assert resolve_dtype("auto", cpu) == torch.float32
+    native_bf16 = cpu_computes_bf16()
+    assert resolve_dtype("auto", cpu) == (torch.bfloat16 if native_bf16 else torch.float32)
     assert resolve_dtype("bfloat16", cpu) == torch.bfloat16
     assert resolve_device("cpu") == cpu
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -391,7 +401,9 @@ def test_from_settings_loads_and_warms_up(checkpoint_dir):
         EngineSettings(model=checkpoint_dir, device="cpu", warmup=True, max_length=32), metrics
     )
     assert engine.max_length == 32
-    assert engine.runner.dtype == torch.float32
+    assert engine.runner.dtype == resolve_dtype("auto", torch.device("cpu"))
+    assert torch.get_num_threads() == usable_cpus()  # torch_threads=None: the usable cores
+    torch.set_num_threads(1)
     assert engine.manifest.name == "tiny-random-bert"
     with engine:
         engine.submit([item("x", 100)])

@@ -55,11 +55,14 @@ def test_scores_are_sigmoid_probabilities_of_each_sequence(runner):
         np.testing.assert_allclose(row, reference(runner, ids), atol=1e-5)
 
 
-def test_pads_to_a_multiple_of_eight(runner):
+def test_pads_to_the_longest_on_cpu_and_to_a_multiple_of_eight_on_cuda(runner):
+    assert runner.pad_multiple == 1  # a CPU computes every pad token for nothing
     padded = runner.pad([[2, 5, 3], [2] + [5] * 9 + [3]])
-    assert padded["input_ids"].shape == (2, 16)
+    assert padded["input_ids"].shape == (2, 11)
     assert padded["attention_mask"].sum(dim=1).tolist() == [3, 11]
     assert padded["input_ids"][0, 3:].eq(runner.tokenizer.pad_token_id).all()
+    runner.pad_multiple = 8  # what a CUDA runner uses (tensor-core friendly shapes)
+    assert runner.pad([[2, 5, 3], [2] + [5] * 9 + [3]])["input_ids"].shape == (2, 16)
 
 
 def test_refuses_a_checkpoint_that_is_not_multi_label(checkpoint):
@@ -141,3 +144,27 @@ def test_warmup_runs_bounded_padded_shapes(runner):
     assert runner.warmup(512, 64) == len(shapes)
     assert calls == shapes
     assert runner.warmup(512, 64, time_budget_s=0.0) <= 1
+
+
+def test_compiled_forward_gives_the_eager_scores(runner, checkpoint_dir, monkeypatch):
+    """torch.compile wiring, with the 'eager' backend (Inductor would compile C++ for minutes)."""
+    from worker import compilation
+
+    batch = [encode(runner, text) for text in ("council regulation on fish", "milk wine " * 9)]
+    eager = runner.score(batch)
+    calls = []
+
+    def fake_compiled_forward(model, mode, device_type):
+        calls.append((mode, compilation.effective_mode(mode, device_type)))
+        return compilation.compiled_forward(model, mode, device_type, backend="eager")
+
+    monkeypatch.setattr("worker.model_runner.compiled_forward", fake_compiled_forward)
+    runner.compile("off")
+    assert not runner.compiled and calls == []
+    runner.compile("reduce-overhead")  # CUDA graphs: on a CPU this falls back to 'default'
+    assert runner.compiled and calls == [("reduce-overhead", "default")]
+    np.testing.assert_allclose(runner.score(batch), eager, atol=1e-6)
+    # a compiled model compiles every warm-up shape at start-up, whatever the CPU time budget
+    assert runner.warmup(512, 64) == len(runner.warmup_shapes(512, 64))
+    with pytest.raises(ValueError, match="off"):
+        compilation.compiled_forward(runner.model, "off", "cpu")

@@ -5,7 +5,8 @@ import torch
 
 from model_training import precision
 from model_training.errors import DataError
-from model_training.precision import cpu_flags, cpu_has_native_bf16, plan_device
+from model_training.precision import cpu_has_native_bf16, plan_device
+from worker.cpu_resources import cpu_flags
 
 AVX512_BF16 = (
     "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_tile\n\nprocessor\t: 1\n"

@@ -15,6 +15,7 @@ from model_training.labels import load_label_set
 from model_training.retune import retune
 from tests.tiny_checkpoint import make_tiny_checkpoint
 from tests.unit.test_training_helpers import LABEL_NAMES, make_data_dir
+from worker.engine_config import EngineSettings
 
 STALE = {"micro_f1": 0.123, "macro_f1": 0.1}
 
@@ -35,7 +36,8 @@ def setup(tmp_path, monkeypatch):
         checkpoint,
         manifest.model_copy(update={"data_fingerprints": fingerprints, "metrics": metrics}),
     )
-    return data, checkpoint, fingerprints
+    settings = EngineSettings(model=checkpoint, warmup=False, torch_threads=1)
+    return data, checkpoint, settings, fingerprints
 
 
 def _never_scored(monkeypatch):
@@ -46,14 +48,14 @@ def _never_scored(monkeypatch):
 
 
 def test_refuses_the_test_split_by_name(setup, monkeypatch):
-    data, checkpoint, _ = setup
+    data, _, engine, _ = setup
     _never_scored(monkeypatch)
     with pytest.raises(DataError, match="refusing to tune thresholds on the test split"):
-        retune(checkpoint, str(data), split="test")
+        retune(engine, str(data), split="test")
 
 
 def test_refuses_the_test_data_under_any_name_place_or_compression(setup, tmp_path, monkeypatch):
-    data, checkpoint, _ = setup
+    data, _, engine, _ = setup
     _never_scored(monkeypatch)
     disguised = tmp_path / "elsewhere" / "dev.jsonl.gz"
     disguised.parent.mkdir()
@@ -62,27 +64,29 @@ def test_refuses_the_test_data_under_any_name_place_or_compression(setup, tmp_pa
     shutil.copy(data / "labels.json", disguised.parent / "labels.json")
     for where, split in ((disguised, "dev"), (disguised.parent, "dev")):
         with pytest.raises(DataError, match="it is the test split this checkpoint is measured on"):
-            retune(checkpoint, str(where), split=split)
+            retune(engine, str(where), split=split)
 
 
 def test_thresholds_record_their_data_and_tuned_metrics_are_measured_again(setup):
-    data, checkpoint, fingerprints = setup
-    result = retune(checkpoint, str(data), split="dev", min_positives=5)
+    data, checkpoint, engine, fingerprints = setup
+    result = retune(engine, str(data), split="dev", min_positives=5)
     manifest = result.manifest
     assert manifest.thresholds.tuned_on == fingerprints["dev"]
+    assert manifest.thresholds.inference == result.scored.inference
+    assert manifest.thresholds.inference.max_length == manifest.max_length
     assert manifest.data_fingerprints == fingerprints
     assert result.refreshed == ["dev", "test"] and result.removed == ["half_precision@test"]
     assert set(manifest.metrics) == {"dev", "dev@0.5", "test", "test@0.5"}
     save_manifest(checkpoint, manifest)
     for split in ("dev", "test"):
-        measured = score(checkpoint, str(data), split=split).metrics()
+        measured = score(engine, str(data), split=split).metrics()
         assert manifest.metrics[split] == pytest.approx(measured["tuned"], abs=1e-9, nan_ok=True)
         assert manifest.metrics[f"{split}@0.5"] == pytest.approx(measured["0.5"], nan_ok=True)
 
 
 def test_records_whose_data_is_not_at_hand_are_removed(setup):
-    data, checkpoint, _ = setup
-    result = retune(checkpoint, str(data / "dev.jsonl.gz"), split="dev", min_positives=5)
+    data, _, engine, _ = setup
+    result = retune(engine, str(data / "dev.jsonl.gz"), split="dev", min_positives=5)
     assert result.refreshed == ["dev"]
     assert result.removed == ["test", "half_precision@test"]
     assert set(result.manifest.metrics) == {"dev", "dev@0.5", "test@0.5"}

@@ -8,7 +8,6 @@ from model_training import tokenization
 from model_training.batching import (
     SeededLengthGroupedSampler,
     TokenizedDataset,
-    eval_loader,
     padding_collator,
 )
 from model_training.documents import Document, Split
@@ -82,16 +81,6 @@ def test_length_grouped_order_is_seeded_per_epoch_not_by_the_global_rng():
     random_batches = [shuffled[i : i + 8] for i in range(0, 200, 8)]
     random_spread = np.mean([np.ptp([lengths[i] for i in batch]) for batch in random_batches])
     assert spread < random_spread / 3
-
-
-def test_eval_loader_sorts_by_length_and_gives_the_order_back():
-    tokenizer = tiny_tokenizer()
-    split = tokenize_split(
-        _split(["milk", "trade " * 10, "fish wine", "bank " * 5]), tokenizer, 64, 3
-    )
-    loader, order = eval_loader(split, tokenizer, batch_size=2)
-    assert [len(split.input_ids[i]) for i in order] == sorted(split.lengths, reverse=True)
-    assert len(list(loader)) == 2
 
 
 @pytest.mark.parametrize("max_length", [8, 64])

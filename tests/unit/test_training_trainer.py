@@ -23,6 +23,8 @@ from tests.unit.test_training_helpers import (
     tiny_settings,
 )
 from worker.checkpoint import load_checkpoint
+from worker.cpu_resources import cpu_computes_bf16
+from worker.engine_config import EngineSettings
 
 # Enough optimizer steps for the tiny model to learn visibly (a few seconds on one core).
 EPOCHS = 8
@@ -43,6 +45,11 @@ def _config(workspace, **overrides) -> TrainConfig:
     data, base = workspace
     settings = {"epochs": EPOCHS, "patience": EPOCHS, **overrides}
     return TrainConfig(**tiny_settings(base, data, **settings))
+
+
+def _engine(model: Path, **overrides) -> EngineSettings:
+    """The worker's engine settings (dtype auto, as the end of training scores), no warm-up."""
+    return EngineSettings(model=model, warmup=False, torch_threads=1, **overrides)
 
 
 def _log(output: Path) -> list[dict]:
@@ -87,6 +94,11 @@ def test_checkpoint_is_self_describing(trained):
     fingerprints = manifest["data_fingerprints"]
     assert set(fingerprints) == {"train", "dev", "test"}
     assert manifest["thresholds"]["tuned_on"] == fingerprints["dev"] != fingerprints["test"]
+    # scored by the worker's engine with its default settings, recorded next to the thresholds
+    inference = manifest["thresholds"]["inference"]
+    assert inference["device"] == "cpu" and inference["long_documents"] == "truncate"
+    assert inference["dtype"] == ("bfloat16" if cpu_computes_bf16() else "float32")
+    assert inference["max_length"] == manifest["max_length"]
     card = (output / "README.md").read_text()
     assert "| test | tuned |" in card and "| dev | 0.5 |" in card
     assert manifest["metrics"]["dev"]["micro_f1"] >= manifest["metrics"]["dev@0.5"]["micro_f1"]
@@ -99,7 +111,7 @@ def test_checkpoint_is_self_describing(trained):
 def test_export_load_evaluate_reproduces_training_metrics(trained, workspace):
     data, _ = workspace
     for split in ("dev", "test"):
-        metrics = score(trained.output_dir, str(data), split=split, batch_size=16).metrics()
+        metrics = score(_engine(trained.output_dir), str(data), split=split).metrics()
         for key, name in ((split, "tuned"), (f"{split}@0.5", "0.5")):
             expected = trained.manifest.metrics[key]
             assert metrics[name] == pytest.approx(expected, abs=1e-6, nan_ok=True)
@@ -158,8 +170,8 @@ def test_half_precision_export_stays_close(trained, workspace, tmp_path):
     assert manifest.dtype == "float16"
     full_size = (trained.output_dir / "model.safetensors").stat().st_size
     assert (tmp_path / "fp16" / "model.safetensors").stat().st_size < 0.6 * full_size
-    full = score(trained.output_dir, str(data)).probabilities
-    half = score(tmp_path / "fp16", str(data)).probabilities
+    full = score(_engine(trained.output_dir, dtype="float32"), str(data)).probabilities
+    half = score(_engine(tmp_path / "fp16", dtype="float16"), str(data)).probabilities
     assert np.abs(full - half).max() < 0.01
 
 
