@@ -9,13 +9,17 @@ The chain (``worker.steps``)::
                            │ rejected       │ failed      ▲
                            └────────► DeadLetterStep ─────┘
 
+With ``--delivery exactly-once`` one ``TransactionStep`` takes the place of ProduceStep and
+CommitStep (``worker.transaction_step``), the producer is transactional and the consumer reads
+read_committed.
+
 Start-up order matters: the topics are checked before the model loads (a missing topic fails in
 seconds), and the model is loaded (and warmed up) before the consumer joins its group, so no
 partition is assigned to a member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
 died, a delivery failed for good, Kafka unreachable or refusing, a topic deleted, the worker
-stalled, a shutdown past its deadline); 2 invalid configuration (a setting, the checkpoint, a
+stalled, a shutdown past its deadline, the transactional producer fenced); 2 invalid configuration (a setting, the checkpoint, a
 missing topic); 3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with
 128 + signal number (at-least-once still holds: unfinished work was never committed).
 """
@@ -27,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from worker.classify_step import ClassifyStep
 from worker.commit_step import CommitStep, ConsumerCommitter
@@ -44,6 +48,7 @@ from worker.metrics import WorkerMetrics
 from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
 from worker.produce_step import ProduceStep
 from worker.progress import Progress
+from worker.transaction_step import TransactionStep
 from worker.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
 from worker.watchdog import EXIT_GRACE_S, Watchdog
 
@@ -74,16 +79,24 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     engine.on_results = wakeup.set
     registry = InFlightRegistry(metrics)
     letters = settings.dead_letters
-    commit = CommitStep(
-        registry, ConsumerCommitter(consumer, settings.operations.worker_id),
-        interval_s=settings.consumer.commit_interval_ms / 1000,
-        timeout_s=settings.consumer.commit_timeout_s, progress=progress,
-    )
-    produce = ProduceStep(
-        producer, commit, output_topic=settings.kafka.output_topic,
-        max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
-        progress=progress,
-    )
+    interval_s = settings.consumer.commit_interval_ms / 1000
+    timeout_s = settings.consumer.commit_timeout_s
+    if settings.exactly_once:
+        commit = produce = TransactionStep(
+            producer, consumer, registry, output_topic=settings.kafka.output_topic,
+            transactional_id=settings.transactional_id, interval_s=interval_s,
+            timeout_s=timeout_s, metrics=metrics, progress=progress,
+        )
+    else:
+        commit = CommitStep(
+            registry, ConsumerCommitter(consumer, settings.operations.worker_id),
+            interval_s=interval_s, timeout_s=timeout_s, progress=progress,
+        )
+        produce = ProduceStep(
+            producer, commit, output_topic=settings.kafka.output_topic,
+            max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
+            progress=progress,
+        )
     policy = DlqPolicy(max_consecutive=letters.dlq_max_consecutive,
                        max_ratio=letters.dlq_max_ratio, window=letters.dlq_ratio_window)
     dead_letters = DeadLetterStep(
@@ -98,6 +111,19 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     chain = Chain(first=decode, commit=commit, dead_letters=dead_letters)
     return StreamProcessor(settings, consumer, chain, registry, metrics=metrics, health=health,
                            progress=progress, wakeup=wakeup)
+
+
+def init_transactions(producer, timeout_s: float) -> None:
+    """Register the transactional id (aborting what a previous instance with the same id left
+    open, fencing it); kafka-python waits ``max_block_ms`` per call, a retry goes on waiting."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            producer.init_transactions()
+            return
+        except KafkaTimeoutError:
+            if time.monotonic() > deadline:
+                raise
 
 
 class _Signals:
@@ -181,6 +207,8 @@ def run_worker(
             producer = build_producer(settings)
             for topic in worker_topics(settings)[1:]:
                 producer.partitions_for(topic)  # metadata now: send() must not wait for it
+            if settings.exactly_once:
+                init_transactions(producer, settings.kafka.request_timeout_ms / 1000)
             consumer = build_consumer(settings)
         except KafkaError as exc:
             return _finish(Outcome(ExitCode.FATAL, f"cannot connect to Kafka at "
