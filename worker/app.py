@@ -194,6 +194,7 @@ def run_worker(
                                    f"{settings.kafka.bootstrap_servers}: {exc!r}"))
         except MissingTopics as exc:
             return _finish(Outcome(ExitCode.CONFIG, str(exc)))
+        metrics.broker_connected.set(1)  # the broker just answered; the watchdog samples it next
         try:
             engine = (engine_factory or _default_engine_factory)(settings.engine, metrics)
         except ValueError as exc:  # CheckpointError included

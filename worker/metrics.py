@@ -91,7 +91,7 @@ class WorkerMetrics:
         self.last_progress = Gauge(
             "eurovoc_last_progress_timestamp_seconds",
             "Unix time of the last progress: records fetched, a batch scored, an output "
-            "acknowledged, offsets committed.",
+            "acknowledged, offsets committed (the start until the first).",
             registry=r,
         )
         self.broker_connected = Gauge(

@@ -33,6 +33,8 @@ class Progress:
         self._wall_clock = wall_clock
         self.started = clock()
         self.last: dict[Event, float] = {}
+        # The clock starts now, as for the watchdog: not 1970 while the model loads.
+        metrics.last_progress.set(wall_clock())
 
     def mark(self, event: Event) -> None:
         """Plain stores: safe to call from any thread."""

@@ -8,13 +8,13 @@ watchdog's periodic check stops the worker with a clear error (exit 1) instead o
 """
 
 import logging
-import threading
 from collections.abc import Callable
 
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 from worker.config import WorkerSettings
+from worker.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def ensure_topics(admin, settings: WorkerSettings) -> None:
         )
 
 
-class TopicWatch:
+class TopicWatch(Periodic):
     """Every ``interval_s``, on a thread of its own (an admin request may wait long for an
     unreachable broker): calls ``on_missing(topics)`` once some topic no longer exists."""
 
@@ -71,23 +71,14 @@ class TopicWatch:
         self._admin = admin
         self._topics = topics
         self._on_missing = on_missing
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eurovoc-topic-watch", daemon=True)
+        super().__init__("eurovoc-topic-watch", interval_s)
 
-    def start(self) -> "TopicWatch":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                missing = missing_topics(self._admin, self._topics)
-            except KafkaError:
-                continue  # unreachable: the outage is the watchdog's to report
-            if missing:
-                self._on_missing(missing)
-                return
+    def tick(self) -> bool:
+        try:
+            missing = missing_topics(self._admin, self._topics)
+        except KafkaError:
+            return True  # unreachable: the outage is the watchdog's to report
+        if missing:
+            self._on_missing(missing)
+            return False
+        return True

@@ -19,7 +19,6 @@ A thread of its own checks, twice a second:
 
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ from worker.health import HealthState
 from worker.in_flight import InFlightRegistry
 from worker.logging_setup import kafka_log_throttle
 from worker.metrics import WorkerMetrics
+from worker.periodic import Periodic
 from worker.processor import ExitCode, StreamProcessor
 from worker.progress import Progress
 
@@ -38,7 +38,7 @@ EXIT_GRACE_S = 5.0
 _OUTAGE_SAMPLES = 2  # consecutive disconnected samples that make an outage
 
 
-class Watchdog:
+class Watchdog(Periodic):
     def __init__(
         self,
         processor: StreamProcessor,
@@ -64,16 +64,7 @@ class Watchdog:
         self._deadline: tuple[float, int, str] | None = None
         self._disconnected = 0
         self._outage_since: float | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eurovoc-watchdog", daemon=True)
-
-    def start(self) -> "Watchdog":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2 * TICK_S)
+        super().__init__("eurovoc-watchdog", TICK_S, stop_wait_s=2 * TICK_S)
 
     def arm(self, deadline: float, exit_code: int, why: str) -> None:
         """Exit with ``exit_code`` at ``deadline`` (monotonic) unless the process ended before;
@@ -81,12 +72,11 @@ class Watchdog:
         if self._deadline is None or deadline < self._deadline[0]:
             self._deadline = (deadline, exit_code, why)
 
-    def _run(self) -> None:
-        while not self._stop.wait(TICK_S):
-            try:
-                self.check(self._clock())
-            except Exception:  # noqa: BLE001 - the watchdog must outlive what it watches
-                logger.exception("watchdog check failed")
+    def tick(self) -> None:
+        try:
+            self.check(self._clock())
+        except Exception:  # noqa: BLE001 - the watchdog must outlive what it watches
+            logger.exception("watchdog check failed")
 
     def check(self, now: float) -> None:
         """One round of checks (the thread calls it; tests call it with their own clock)."""

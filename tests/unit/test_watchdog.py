@@ -143,3 +143,14 @@ def test_a_broker_outage_is_logged_once_when_it_starts_and_once_when_it_ends(rig
     assert events == ["broker_unreachable", "broker_reachable"]
     assert caplog.records[-1].outage_seconds == pytest.approx(20.0)
     assert not kafka_log_throttle.quiet and gauge("eurovoc_broker_connected") == 1
+
+
+def test_the_last_progress_gauge_starts_at_the_start_and_follows_progress():
+    metrics = WorkerMetrics()
+    wall = Clock()
+    progress = Progress(metrics, clock=Clock(), wall_clock=wall)
+    gauge = metrics.registry.get_sample_value
+    assert gauge("eurovoc_last_progress_timestamp_seconds") == 1000.0  # not 0 (1970) at start
+    wall.now = 1042.0
+    progress.mark(Event.FETCH)
+    assert gauge("eurovoc_last_progress_timestamp_seconds") == 1042.0
