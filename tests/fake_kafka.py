@@ -153,6 +153,8 @@ class FakeConsumer:
         return self.positions[tp]
 
     def group_metadata(self):
+        if self.state == MemberState.UNJOINED:
+            return ConsumerGroupMetadata(self.group, -1, "", None, self.state)
         return ConsumerGroupMetadata(self.group, 1, "member", None, self.state)
 
     def connected(self) -> bool:

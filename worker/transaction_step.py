@@ -42,7 +42,7 @@ from kafka.errors import (
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
-from kafka.structs import MemberState, OffsetAndMetadata
+from kafka.structs import OffsetAndMetadata
 
 from schemas.codec import encode_message
 from worker.in_flight import InFlightRegistry
@@ -109,7 +109,11 @@ class TransactionStep:
         if now < self._next_commit:
             return
         self._next_commit = now + self._interval_s
-        if self._consumer.group_metadata().state == MemberState.STABLE:  # else: stale generation
+        # Also while the group rebalances (unlike the at-least-once commits): the broker takes a
+        # transactional offset commit of the current generation until the next one is formed,
+        # so the survivors' outputs keep flowing while a dead member's session runs out. A
+        # generation that ended meanwhile is refused (abort, rewind); none yet: nothing to do.
+        if self._consumer.group_metadata().generation_id >= 0:
             self._commit(None, self._timeout_s)
 
     def commit_now(self, partitions: Iterable[TopicPartition] | None = None,

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from kafka.structs import MemberState
 
 from tests.fake_engine import FakeEngine
 from tests.unit.test_processor import P0, P1, TOPIC, doc, make
@@ -47,6 +48,16 @@ def test_a_transaction_holds_only_outputs_below_the_watermark():
     assert rig.metric("eurovoc_transactions_total", outcome="committed") == len(
         rig.producer.transactions)
     assert rig.metric("eurovoc_end_to_end_seconds_count") == 10
+
+
+@pytest.mark.parametrize("state, commits", [(MemberState.REBALANCING, True),
+                                            (MemberState.UNJOINED, False)])
+def test_transactions_go_on_while_the_group_rebalances_but_not_before_a_join(state, commits):
+    rig = make({0: [doc(i) for i in range(3)]}, **EOS)
+    rig.consumer.state = state
+    rig.start()
+    spin(rig)
+    assert (committed(rig) == {0: 3}) is commits
 
 
 def test_dead_letters_go_into_the_same_transactions():
