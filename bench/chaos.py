@@ -74,9 +74,9 @@ POISON = [  # (value, the error.type its dead letter must carry)
     (orjson.dumps({"id": "m"}), "schema_violation"),
     (orjson.dumps({"id": "e", "text": "  "}), "empty_message"),
 ]
-FULL = dict(documents=20_000, rate=80.0, faults=["sigkill"] * 5 + [
+FULL = dict(documents=20_000, rate=70.0, faults=["sigkill"] * 5 + [
     "sigterm", "scale", "broker", "zombie", "poison_burst"])
-SMALL = dict(documents=2_000, rate=30.0, faults=["sigkill", "broker", "sigkill"])
+SMALL = dict(documents=2_000, rate=15.0, faults=["sigkill", "broker", "sigkill"])
 
 
 @dataclass
@@ -137,9 +137,22 @@ class Fleet:
                                    worker.proc.returncode)
                     self.spawn()
 
-    def pick(self, rng: random.Random) -> str:
+    def ready(self) -> list[str]:
+        """Live workers, not frozen, that hold partitions (a starting one is not a target)."""
         with self._lock:
-            return rng.choice(sorted(set(self.live) - self.frozen))
+            return sorted(name for name, worker in self.live.items() if name not in self.frozen
+                          and owned_at(worker.events(), time.time()))
+
+    def pick(self, rng: random.Random, timeout_s: float = 180) -> str:
+        deadline = time.monotonic() + timeout_s
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return rng.choice(self.ready() or sorted(set(self.live) - self.frozen))
+
+    def wait_ready(self, names: list[str], timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not set(names) <= set(self.ready()) and time.monotonic() < deadline:
+            time.sleep(0.5)
 
     def signal(self, name: str, signum: int, expected_exit: bool) -> None:
         if expected_exit:
@@ -150,14 +163,6 @@ class Fleet:
         deadline = time.monotonic() + timeout_s
         while name in self.live and time.monotonic() < deadline:
             time.sleep(0.2)
-
-    def wait_assigned(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if all(w.events("partitions_assigned") for w in list(self.live.values())):
-                return
-            time.sleep(0.5)
-        raise TimeoutError("workers got no partitions")
 
     def stop(self) -> None:
         self._stop.set()
@@ -215,16 +220,45 @@ class Feed:
         self.producer.close(10)
 
 
-def schedule(kinds: list[str], rng: random.Random, first_s: float, spacing_s: float) -> list:
-    """``[(offset_s, kind)]``: the faults in a seeded order, a seeded jitter apart."""
+def schedule(kinds: list[str], rng: random.Random, spacing_s: float) -> list[tuple[float, str]]:
+    """``[(pause_s, kind)]``: the faults in a seeded order, each a seeded pause after every
+    partition flows again after the one before."""
     kinds = list(kinds)
     rng.shuffle(kinds)
-    out, at = [], first_s
-    for kind in kinds:
-        at += rng.uniform(0, spacing_s / 3)
-        out.append((round(at, 1), kind))
-        at += spacing_s * (2.5 if kind in ("scale", "broker", "zombie") else 1)
-    return out
+    return [(round(rng.uniform(0.7, 1.3) * spacing_s, 1), kind) for kind in kinds]
+
+
+class LiveReader:
+    """Reads a topic as a downstream consumer does, on a thread, noting when each output arrived
+    (read_committed for exactly-once: when it became visible)."""
+
+    def __init__(self, bootstrap: str, topic: str, read_committed: bool) -> None:
+        self.reader = TopicReader(bootstrap, topic, read_committed=read_committed)
+        self.arrivals: list[tuple[int, float]] = []  # (source partition, epoch seconds)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            before = len(self.reader.records)
+            self.reader.poll(100)
+            now = time.time()
+            for record in self.reader.records[before:]:
+                self.arrivals.append((orjson.loads(record.value)["source"]["partition"], now))
+
+    def wait_flowing(self, since: float, timeout_s: float) -> None:
+        """Until every partition had an output after ``since`` (or ``timeout_s`` passed)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if {p for p, t in list(self.arrivals) if t > since} >= set(range(PARTITIONS)):
+                return
+            time.sleep(0.5)
+
+    def stop(self) -> list:
+        self._stop.set()
+        self.thread.join(10)
+        self.reader.close()
+        return self.reader.records
 
 
 def inject(kind: str, fleet: Fleet, broker: LocalBroker, feed: Feed, rng: random.Random,
@@ -259,7 +293,8 @@ def inject(kind: str, fleet: Fleet, broker: LocalBroker, feed: Feed, rng: random
             fleet.wait_exit(name)
         time.sleep(8)
         started = [fleet.spawn() for _ in range(2)]  # 3
-        time.sleep(15)
+        fleet.wait_ready(started)
+        time.sleep(8)
         for name in started:  # 1 again
             fleet.signal(name, signal.SIGTERM, True)
             fleet.wait_exit(name)
@@ -277,58 +312,65 @@ def inject(kind: str, fleet: Fleet, broker: LocalBroker, feed: Feed, rng: random
 def run_mode(mode: str, args, broker: LocalBroker, model: Path, workdir: Path) -> dict:
     rng = random.Random(f"{args.seed}-{mode}")
     topic = f"chaos-{mode}-{uuid.uuid4().hex[:6]}"
-    create_topic(broker.bootstrap, topic, PARTITIONS)
-    for name in (f"{topic}-out", f"{topic}-dlq"):  # timestamps: when the broker appended them
-        create_topic(broker.bootstrap, name, PARTITIONS, {"message.timestamp.type": "LogAppendTime"})
-    log_dir = workdir / mode
-    log_dir.mkdir()
+    for name in (topic, f"{topic}-out", f"{topic}-dlq"):
+        create_topic(broker.bootstrap, name, PARTITIONS)
+    log_dir = (args.log_dir or workdir) / mode
+    log_dir.mkdir(parents=True, exist_ok=True)
     fleet = Fleet(args, mode, broker.bootstrap, topic, model, log_dir)
     fleet.start(args.workers)
-    fleet.wait_assigned()
+    fleet.wait_ready(list(fleet.live))
+    read_committed = mode == "exactly-once"
+    outputs = LiveReader(broker.bootstrap, f"{topic}-out", read_committed)
+    outputs.thread.start()
     feed = Feed(broker.bootstrap, topic, args.documents, args.rate, args.poison_share, rng)
     started = time.time()
     feed.thread.start()
     faults = []
-    for offset, kind in schedule(args.faults, rng, args.first_fault_s, args.spacing_s):
-        time.sleep(max(0.0, started + offset - time.time()))
+    time.sleep(args.first_fault_s)
+    for pause_s, kind in schedule(args.faults, rng, args.spacing_s):
+        if not feed.thread.is_alive():
+            logger.warning("the feed ended before fault %s: raise --documents or lower --rate",
+                           kind)
+            break
         faults.append(inject(kind, fleet, broker, feed, rng, args))
+        outputs.wait_flowing(faults[-1].end, timeout_s=180)  # one fault at a time
+        time.sleep(pause_s)
     feed.thread.join()
     fed = time.time()
-    read_committed = mode == "exactly-once"
-    outputs = TopicReader(broker.bootstrap, f"{topic}-out", read_committed=read_committed)
     letters = TopicReader(broker.bootstrap, f"{topic}-dlq", read_committed=read_committed)
     deadline = time.monotonic() + args.settle_s
     while time.monotonic() < deadline:
-        outputs.poll(500)
-        letters.poll(100)
-        if set(outputs.ids()) >= feed.good and len(letters.records) >= sum(feed.poison.values()):
+        letters.poll(500)
+        if ({orjson.loads(r.value)["id"] for r in list(outputs.reader.records)} >= feed.good
+                and len(letters.records) >= sum(feed.poison.values())):
             break
     time.sleep(2)  # late duplicates, if any
     fleet.stop()
-    outputs.poll(1000)
-    letters.poll(500)
-    report = evaluate(feed, outputs.records, letters.records, faults, fleet, started, fed)
-    outputs.close()
+    letters.poll(1000)
+    records = outputs.stop()
+    report = evaluate(feed, records, outputs.arrivals, letters.records, faults, fleet, started,
+                      fed)
     letters.close()
     return report
 
 
-def evaluate(feed: Feed, outputs: list, letters: list, faults: list[Fault], fleet: Fleet,
-             started: float, fed: float) -> dict:
+def evaluate(feed: Feed, outputs: list, arrivals: list[tuple[int, float]], letters: list,
+             faults: list[Fault], fleet: Fleet, started: float, fed: float) -> dict:
     ids = collections.Counter(orjson.loads(record.value)["id"] for record in outputs)
     letter_keys = collections.Counter(record.key for record in letters)
     reasons = collections.Counter(
         DeadLetterHeaders.from_kafka_headers(record.headers).error_type.value
         for record in letters)
-    times: dict[int, list[float]] = collections.defaultdict(list)
+    times: dict[int, list[float]] = collections.defaultdict(list)  # arrivals by source partition
+    for partition, arrived in arrivals:
+        times[partition].append(arrived)
     seen: set[str] = set()
     duplicate_times = []  # an id's outputs share one partition (keyed): log order is write order
-    for record in outputs:
-        value = orjson.loads(record.value)
-        times[value["source"]["partition"]].append(record.timestamp / 1000)
-        if value["id"] in seen:
-            duplicate_times.append(record.timestamp / 1000)
-        seen.add(value["id"])
+    for record, (_, arrived) in zip(outputs, arrivals):
+        doc_id = orjson.loads(record.value)["id"]
+        if doc_id in seen:
+            duplicate_times.append(arrived)
+        seen.add(doc_id)
     end = max((t for ts in times.values() for t in ts), default=fed)
     recovery, gaps, described = [], [], []
     logs = {name: worker.events() for name, worker in fleet.all.items()}
@@ -400,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="Seconds between faults (default: 14; 12 with --small).")
     parser.add_argument("--settle-s", type=float, default=120.0,
                         help="Longest wait for every output after the feed ended.")
+    parser.add_argument("--log-dir", type=Path, default=None,
+                        help="Keep the workers' logs here (default: a temporary directory).")
     parser.add_argument("--json", action="store_true", help="Print the report as JSON last.")
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -48,8 +48,8 @@ from worker.metrics import WorkerMetrics
 from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
 from worker.produce_step import ProduceStep
 from worker.progress import Progress
-from worker.transaction_step import TransactionStep
 from worker.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
+from worker.transaction_step import TransactionStep
 from worker.watchdog import EXIT_GRACE_S, Watchdog
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,8 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
             producer, consumer, registry, output_topic=settings.kafka.output_topic,
             transactional_id=settings.transactional_id, interval_s=interval_s,
             timeout_s=timeout_s, metrics=metrics, progress=progress,
+            renew=(lambda: transactional_producer(settings)) if own_transactional_id(settings)
+            else None,
         )
     else:
         commit = CommitStep(
@@ -113,17 +115,27 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
                            progress=progress, wakeup=wakeup)
 
 
-def init_transactions(producer, timeout_s: float) -> None:
-    """Register the transactional id (aborting what a previous instance with the same id left
-    open, fencing it); kafka-python waits ``max_block_ms`` per call, a retry goes on waiting."""
-    deadline = time.monotonic() + timeout_s
+def transactional_producer(settings: WorkerSettings):
+    """A producer with the worker's transactional id, registered (which aborts what a previous
+    producer with the id left open, and fences it); kafka-python waits ``max_block_ms`` per
+    ``init_transactions`` call, a retry goes on waiting, up to the request timeout."""
+    producer = build_producer(settings)
+    deadline = time.monotonic() + settings.kafka.request_timeout_ms / 1000
     while True:
         try:
             producer.init_transactions()
-            return
+            return producer
         except KafkaTimeoutError:
             if time.monotonic() > deadline:
+                producer.close(timeout=0)
                 raise
+
+
+def own_transactional_id(settings: WorkerSettings) -> bool:
+    """Whether the transactional id is this process's alone (derived from the pid-based
+    worker_id): then only the broker, not another instance, can fence its producer."""
+    return settings.producer.transactional_id is None and (
+        settings.consumer.group_instance_id is None)
 
 
 class _Signals:
@@ -205,11 +217,10 @@ def run_worker(
         logger.info("model loaded in %.1fs", time.monotonic() - started,
                     extra={"event": "model_loaded"})
         try:
-            producer = build_producer(settings)
+            producer = (transactional_producer(settings) if settings.exactly_once
+                        else build_producer(settings))
             for topic in worker_topics(settings)[1:]:
                 producer.partitions_for(topic)  # metadata now: send() must not wait for it
-            if settings.exactly_once:
-                init_transactions(producer, settings.kafka.request_timeout_ms / 1000)
             consumer = build_consumer(settings)
         except KafkaError as exc:
             return _finish(Outcome(ExitCode.FATAL, f"cannot connect to Kafka at "

@@ -21,7 +21,11 @@ re-processes nothing that was committed.
   of it is sought back to its last committed offset and its in-flight work is dropped; the
   records are read and processed again (read_committed readers never see the aborted ones).
 * Fenced (another producer took this ``transactional_id`` over) or any error the abort cannot
-  recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1.
+  recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1. Unless
+  the id is this process's own (derived from ``worker_id``, no ``group_instance_id``): then only
+  the broker can have fenced it, by aborting a transaction that outlived
+  ``transaction_timeout_ms`` (a broker outage, a frozen process); ``renew`` builds a new
+  producer for the id (once a minute at most) and the transaction's partitions are rewound.
 * kafka-python 3.0.12's ``send_offsets_to_transaction``, ``commit_transaction`` and
   ``abort_transaction`` wait without a timeout: they run on the processor's thread, so a
   transaction that never completes stops the loop's iterations and the watchdog ends the worker
@@ -55,6 +59,8 @@ logger = logging.getLogger(__name__)
 _FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
 Held = tuple[int, WorkItem, Output]  # (offset, item, output)
+_RENEW_EVERY_S = 60.0
+"""A producer fenced again within this long after a renewal stops the worker."""
 
 
 class TransactionFenced(RuntimeError):
@@ -74,9 +80,13 @@ class TransactionStep:
         timeout_s: float,
         metrics: WorkerMetrics,
         progress: Progress | None = None,
+        renew: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._producer = producer
+        self._original = producer
+        self._renew = renew
+        self._renewed_at = float("-inf")
         self._consumer = consumer
         self._registry = registry
         self._topic = output_topic
@@ -89,10 +99,6 @@ class TransactionStep:
         self._held: dict[TopicPartition, list[Held]] = {}
         self._next_commit = clock() + interval_s
         self._fatal: str | None = None
-
-    def held(self) -> int:
-        """Outputs held for a later transaction."""
-        return sum(map(len, self._held.values()))
 
     def submit(self, item: WorkItem) -> None:
         if item.output is None:
@@ -192,6 +198,9 @@ class TransactionStep:
             else:
                 self._rewind(offsets, exc)
                 return
+        if self._renew is not None and self._clock() - self._renewed_at > _RENEW_EVERY_S:
+            self._renew_producer(offsets, exc)
+            return
         fenced = isinstance(exc, (ProducerFencedError, InvalidProducerEpochError)) or (
             "Fenced" in str(exc))
         self._fatal = (
@@ -203,6 +212,30 @@ class TransactionStep:
         logger.error("%s", self._fatal, extra={"event": "transaction_fenced" if fenced
                                                else "transaction_fatal"})
         raise TransactionFenced(self._fatal) from exc
+
+    def _renew_producer(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
+        """This process's own transactional id was fenced by the broker, not by another
+        instance: a transaction it had open was aborted (``transaction_timeout_ms`` ran out,
+        e.g. while the broker was down). A new producer takes over the id; the partitions of
+        the lost transaction are read again."""
+        logger.warning(
+            "transactional producer %r fenced by the broker (%r): a transaction it had open was "
+            "aborted (transaction_timeout_ms ran out, e.g. during a broker outage); the id is "
+            "this process's own, so a new producer takes it over", self._transactional_id, exc,
+            extra={"event": "transaction_producer_renewed"})
+        self._renewed_at = self._clock()
+        try:
+            self._producer.close(timeout=0)
+        except Exception:  # noqa: BLE001 - a fenced producer, on the way out
+            pass
+        try:
+            self._producer = self._renew()
+        except Exception as renew_exc:  # noqa: BLE001
+            self._fatal = (f"transactional producer {self._transactional_id!r} could not be "
+                           f"renewed: {renew_exc!r}")
+            logger.error("%s", self._fatal, extra={"event": "transaction_fatal"})
+            raise TransactionFenced(self._fatal) from renew_exc
+        self._rewind(offsets, exc)
 
     def _rewind(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
         """After an abort: seek every partition of the transaction back to its last committed
@@ -224,4 +257,10 @@ class TransactionStep:
         self.commit_now(timeout_s=timeout)
 
     def close(self) -> None:
-        """Nothing to release: the producer and the consumer belong to the app and processor."""
+        """Close a producer this step renewed (the first belongs to the app, the consumer to
+        the processor)."""
+        if self._producer is not self._original:
+            try:
+                self._producer.close(timeout=0.5)
+            except Exception:  # noqa: BLE001 - on the way out
+                logger.warning("renewed producer close failed", exc_info=True)

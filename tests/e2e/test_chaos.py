@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 KEYS = {"in", "out_distinct", "lost", "duplicated", "dead_lettered", "recovery_s",
         "survivor_gap_s", "faults"}
-MAX_IN_FLIGHT, RATE, COMMIT_INTERVAL_S = 256, 30.0, 1.0
+MAX_IN_FLIGHT, RATE, COMMIT_INTERVAL_S = 256, 15.0, 1.0
 
 
 @pytest.mark.timeout(900)

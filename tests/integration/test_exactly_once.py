@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 from tests.e2e.cli_runner import run_cli
 from tests.integration.conftest import start_worker
 from tests.integration.worker_harness import TopicReader, documents, wait_until
-from tests.kafka_fixtures import CLIENT_TIMEOUTS, committed_offsets, end_offsets, produce_messages
+from tests.kafka_fixtures import CLIENT_TIMEOUTS, all_committed, produce_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,8 +24,11 @@ EXACTLY_ONCE = ["--delivery", "exactly-once"]
 SLOW = {"EUROVOC_TEST_BATCH_DELAY_S": "0.05"}
 
 
-def _all_committed(bootstrap: str, group: str, topic: str) -> bool:
-    return committed_offsets(bootstrap, group, topic) == end_offsets(bootstrap, topic)
+def _flaky_worker(kafka_bootstrap, topics, group_id, tiny_model, workers, fail_calls: str):
+    """An exactly-once worker whose ``send_offsets_to_transaction`` calls ``fail_calls`` fail."""
+    return start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
+                        model=tiny_model, module="tests.integration.flaky_txn_worker",
+                        env={"EUROVOC_TEST_FAIL_OFFSETS_CALLS": fail_calls}, extra=EXACTLY_ONCE)
 
 
 def _poisoned(count: int) -> tuple[list[tuple[bytes, bytes]], set[str], set[str]]:
@@ -61,7 +64,7 @@ def test_revoke_and_sigterm_mid_stream_repeat_nothing(kafka_bootstrap, topics, g
         assert first.wait(timeout_s=40) == 0
         outputs.wait_for(len(good), timeout_s=120)
         letters.wait_for(len(poison), timeout_s=30)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
         outputs.poll(1000)
         letters.poll(500)
         ids = outputs.ids()
@@ -83,14 +86,12 @@ def test_an_error_inside_a_transaction_aborts_it_and_reprocesses(kafka_bootstrap
                                                                  group_id, tiny_model, workers):
     sent = documents(1500)
     produce_messages(kafka_bootstrap, topics, sent)
-    worker = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
-                          model=tiny_model, module="tests.integration.flaky_txn_worker",
-                          env={"EUROVOC_TEST_FAIL_OFFSETS_CALLS": "3,4,9"}, extra=EXACTLY_ONCE)
+    worker = _flaky_worker(kafka_bootstrap, topics, group_id, tiny_model, workers, "3,4,9")
     committed_reader = TopicReader(kafka_bootstrap, f"{topics}-out", read_committed=True)
     raw_reader = TopicReader(kafka_bootstrap, f"{topics}-out")
     try:
         committed_reader.wait_for(len(sent), timeout_s=120)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
         committed_reader.poll(1000)
         ids = committed_reader.ids()
         assert set(ids) == {key.decode() for key, _ in sent}
@@ -137,9 +138,7 @@ def test_read_committed_tail_shows_only_committed_outputs(kafka_bootstrap, topic
                                                           tiny_model, workers):
     sent = documents(300)
     produce_messages(kafka_bootstrap, topics, sent)
-    worker = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
-                          model=tiny_model, module="tests.integration.flaky_txn_worker",
-                          env={"EUROVOC_TEST_FAIL_OFFSETS_CALLS": "1"}, extra=EXACTLY_ONCE)
+    worker = _flaky_worker(kafka_bootstrap, topics, group_id, tiny_model, workers, "1")
     reader = TopicReader(kafka_bootstrap, f"{topics}-out", read_committed=True)
     try:
         reader.wait_for(len(sent), timeout_s=60)

@@ -10,7 +10,9 @@ import pytest
 from kafka.structs import MemberState
 
 from tests.fake_engine import FakeEngine
+from tests.fake_kafka import FakeTransactionalProducer
 from tests.unit.test_processor import P0, P1, TOPIC, doc, make
+from worker import app
 from worker.config import load_settings
 from worker.kafka_clients import consumer_config, producer_config
 from worker.processor import ExitCode
@@ -103,6 +105,20 @@ def test_a_fenced_producer_stops_the_worker_with_exit_1_and_a_clear_message():
     assert outcome.exit_code == ExitCode.FATAL
     assert "'g-pod-0' fenced" in outcome.message and "zombie" in outcome.message
     assert committed(rig) == {} and rig.producer.transactions == []
+
+
+def test_a_producer_fenced_by_the_broker_is_renewed_when_its_id_is_its_own(monkeypatch):
+    # No group_instance_id: the id holds the pid, so only the broker can have fenced it (a
+    # transaction that outlived transaction_timeout_ms, e.g. during a broker outage).
+    rig = make({0: [doc(i) for i in range(5)]}, **EOS)
+    rig.producer.fenced = True
+    renewed = FakeTransactionalProducer(rig.broker)
+    monkeypatch.setattr(app, "transactional_producer", lambda settings: renewed)
+    outcome = rig.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert committed(rig) == {0: 5}
+    keys = [key for transaction in renewed.transactions for _, key in transaction]
+    assert sorted(keys) == [f"d{i}".encode() for i in range(5)]
 
 
 def test_a_transaction_that_never_completes_is_ended_by_the_watchdog():
