@@ -19,9 +19,10 @@ partition is assigned to a member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
 died, a delivery failed for good, Kafka unreachable or refusing, a topic deleted, the worker
-stalled, a shutdown past its deadline, the transactional producer fenced); 2 invalid configuration (a setting, the checkpoint, a
-missing topic); 3 dead-letter limit tripped. A second SIGTERM/SIGINT exits at once with
-128 + signal number (at-least-once still holds: unfinished work was never committed).
+stalled, a shutdown past its deadline, the transactional producer fenced); 2 invalid
+configuration (a setting, the checkpoint, a missing topic); 3 dead-letter limit tripped. A
+second SIGTERM/SIGINT exits at once with 128 + signal number (at-least-once still holds:
+unfinished work was never committed).
 """
 
 import logging

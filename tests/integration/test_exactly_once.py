@@ -32,7 +32,7 @@ def _flaky_worker(kafka_bootstrap, topics, group_id, tiny_model, workers, fail_c
 
 
 def _poisoned(count: int) -> tuple[list[tuple[bytes, bytes]], set[str], set[str]]:
-    """``count`` documents with a poison record after every 100th: (messages, good ids, poison keys)."""
+    """``count`` documents, a poison record after every 100th: (messages, good ids, poison keys)."""
     messages, good, poison = [], set(), set()
     for index, (key, value) in enumerate(documents(count)):
         messages.append((key, value))
@@ -145,10 +145,10 @@ def test_read_committed_tail_shows_only_committed_outputs(kafka_bootstrap, topic
     finally:
         reader.close()
     assert worker.stop() == 0
-    committed = run_cli("eurovoc-worker", "tail", "--topic", f"{topics}-out", "--bootstrap-servers",
-                        kafka_bootstrap, "--json", "--read-committed", "--idle-timeout-s", "5")
-    raw = run_cli("eurovoc-worker", "tail", "--topic", f"{topics}-out", "--bootstrap-servers", kafka_bootstrap,
-                  "--json", "--idle-timeout-s", "5")
+    tail = ["eurovoc-worker", "tail", "--topic", f"{topics}-out", "--bootstrap-servers",
+            kafka_bootstrap, "--json", "--idle-timeout-s", "5"]
+    committed = run_cli(*tail, "--read-committed")
+    raw = run_cli(*tail)
     committed_ids = [orjson.loads(line)["id"] for line in committed.stdout.splitlines()]
     assert sorted(committed_ids) == sorted(key.decode() for key, _ in sent)
     assert len(raw.stdout.splitlines()) > len(committed_ids)  # the aborted first transaction
