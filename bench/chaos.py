@@ -28,7 +28,8 @@ published. ``--json`` prints the report as the last line of stdout; it is also w
 
 ``lost``: good documents published without an output; ``duplicated``: output and dead-letter
 records minus distinct ids (as a read_committed reader sees them in exactly-once);
-``recovery_s``: per fault, from its start until every partition had an output again;
+``recovery_s``: per fault, from its start (the broker: from its restart) until every partition
+had an output again;
 ``survivor_gap_s``: per fault, the longest time without output from the partitions of the
 workers it did not hit (null where it hit every worker). Wrap a run you report in the exclusive
 CPU lock (``flock -x /tmp/eurovoc-cpu.lock``).
@@ -332,6 +333,7 @@ def run_mode(mode: str, args, broker: LocalBroker, model: Path, workdir: Path) -
             logger.warning("the feed ended before fault %s: raise --documents or lower --rate",
                            kind)
             break
+        fleet.wait_ready(list(fleet.live))  # a fault hits a group at work, not one starting
         faults.append(inject(kind, fleet, broker, feed, rng, args))
         outputs.wait_flowing(faults[-1].end, timeout_s=180)  # one fault at a time
         time.sleep(pause_s)
@@ -375,9 +377,10 @@ def evaluate(feed: Feed, outputs: list, arrivals: list[tuple[int, float]], lette
     recovery, gaps, described = [], [], []
     logs = {name: worker.events() for name, worker in fleet.all.items()}
     for index, fault in enumerate(faults):
-        after = [min((t for t in times[p] if t > fault.at), default=None)
+        since = fault.end if fault.kind == "broker" else fault.at  # the broker: once it is back
+        after = [min((t for t in times[p] if t > since), default=None)
                  for p in range(PARTITIONS)]
-        recovered = None if None in after else round(max(after) - fault.at, 2)
+        recovered = None if None in after else round(max(after) - since, 2)
         survivors = [name for name in logs if name not in fault.hit
                      and owned_at(logs[name], fault.at)]
         window_end = max(fault.end, fault.at + (recovered or 0)) + 5
