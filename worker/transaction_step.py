@@ -46,7 +46,7 @@ from kafka.errors import (
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import MemberState, OffsetAndMetadata
 
 from schemas.codec import encode_message
 from worker.in_flight import InFlightRegistry
@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 _FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
 Held = tuple[int, WorkItem, Output]  # (offset, item, output)
+_REBALANCE_WAIT_S = 3.0
+"""Transactions wait this long for a rebalance to end before they go on during it."""
 _RENEW_EVERY_S = 60.0
 """A producer fenced again within this long after a renewal stops the worker."""
 
@@ -99,6 +101,7 @@ class TransactionStep:
         self._held: dict[TopicPartition, list[Held]] = {}
         self._next_commit = clock() + interval_s
         self._fatal: str | None = None
+        self._rebalancing_since: float | None = None
 
     def submit(self, item: WorkItem) -> None:
         if item.output is None:
@@ -115,11 +118,18 @@ class TransactionStep:
         if now < self._next_commit:
             return
         self._next_commit = now + self._interval_s
-        # Also while the group rebalances (unlike the at-least-once commits): the broker takes a
-        # transactional offset commit of the current generation until the next one is formed,
-        # so the survivors' outputs keep flowing while a dead member's session runs out. A
-        # generation that ended meanwhile is refused (abort, rewind); none yet: nothing to do.
-        if self._consumer.group_metadata().generation_id >= 0:
+        group = self._consumer.group_metadata()
+        if group.state == MemberState.STABLE:
+            self._rebalancing_since = None
+        elif self._rebalancing_since is None:
+            self._rebalancing_since = now
+        # While the group rebalances the broker still takes a transactional offset commit of the
+        # current generation, until the next one is formed; one sent as it forms is refused
+        # (abort, rewind). So: wait out a short rebalance (members alive: it ends in moments),
+        # but commit during a long one (a dead member's session running out), so that the
+        # survivors' outputs keep flowing. No generation yet: nothing to commit.
+        if group.generation_id >= 0 and (self._rebalancing_since is None
+                                         or now - self._rebalancing_since >= _REBALANCE_WAIT_S):
             self._commit(None, self._timeout_s)
 
     def commit_now(self, partitions: Iterable[TopicPartition] | None = None,

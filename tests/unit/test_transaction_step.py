@@ -12,7 +12,7 @@ from kafka.structs import MemberState
 from tests.fake_engine import FakeEngine
 from tests.fake_kafka import FakeTransactionalProducer
 from tests.unit.test_processor import P0, P1, TOPIC, doc, make
-from worker import app
+from worker import app, transaction_step
 from worker.config import load_settings
 from worker.kafka_clients import consumer_config, producer_config
 from worker.processor import ExitCode
@@ -52,14 +52,23 @@ def test_a_transaction_holds_only_outputs_below_the_watermark():
     assert rig.metric("eurovoc_end_to_end_seconds_count") == 10
 
 
-@pytest.mark.parametrize("state, commits", [(MemberState.REBALANCING, True),
-                                            (MemberState.UNJOINED, False)])
-def test_transactions_go_on_while_the_group_rebalances_but_not_before_a_join(state, commits):
+def test_transactions_wait_out_a_short_rebalance_but_go_on_during_a_long_one(monkeypatch):
+    monkeypatch.setattr(transaction_step, "_REBALANCE_WAIT_S", 0.2)
     rig = make({0: [doc(i) for i in range(3)]}, **EOS)
-    rig.consumer.state = state
+    rig.consumer.state = MemberState.REBALANCING
     rig.start()
-    spin(rig)
-    assert (committed(rig) == {0: 3}) is commits
+    spin(rig, 0.1)
+    assert committed(rig) == {}  # a rebalance that may end in a moment: wait
+    spin(rig, 0.3)
+    assert committed(rig) == {0: 3}  # still rebalancing: a dead member's session runs out
+
+
+def test_no_transaction_before_the_first_join():
+    rig = make({0: [doc(i) for i in range(3)]}, **EOS)
+    rig.consumer.state = MemberState.UNJOINED
+    rig.start()
+    spin(rig, 0.1)
+    assert committed(rig) == {}
 
 
 def test_dead_letters_go_into_the_same_transactions():
