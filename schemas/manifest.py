@@ -1,6 +1,7 @@
 """The checkpoint manifest (``eurovoc.json``) that training writes and the worker reads."""
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -79,3 +80,19 @@ class CheckpointManifest(BaseModel):
     def threshold_vector(self) -> list[float]:
         """Thresholds in output-index order."""
         return [self.thresholds.for_label(name) for name in self.label_names]
+
+
+class CheckpointError(ValueError):
+    """The checkpoint directory is missing something or is inconsistent."""
+
+
+def read_manifest(path: Path) -> CheckpointManifest:
+    """The manifest of the checkpoint directory ``path`` (no torch import: the worker checks
+    it at start-up in a fraction of a second; ``worker.checkpoint`` re-exports it)."""
+    manifest_path = Path(path) / MANIFEST_FILENAME
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path} is not a eurovoc checkpoint: {MANIFEST_FILENAME} is missing")
+    try:
+        return CheckpointManifest.model_validate_json(manifest_path.read_bytes())
+    except ValueError as exc:
+        raise CheckpointError(f"{manifest_path} is invalid: {exc}") from exc

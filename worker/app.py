@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from schemas.manifest import read_manifest
 from worker.classify_step import ClassifyStep
 from worker.commit_step import CommitStep, ConsumerCommitter
 from worker.config import WorkerSettings
@@ -67,8 +68,6 @@ def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
 def check_checkpoint(settings: EngineSettings) -> None:
     """The checkpoint's manifest is readable and fits the engine settings (``ValueError``
     naming the setting otherwise): seconds before the model would fail to load."""
-    from worker.checkpoint import read_manifest
-
     settings.resolve_max_length(read_manifest(settings.model).max_length)
 
 

@@ -18,17 +18,17 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest
+from schemas.manifest import (  # noqa: F401 - read_manifest re-exported
+    CheckpointError,
+    CheckpointManifest,
+    read_manifest,
+)
 
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # Architectures whose transformers implementation supports scaled-dot-product attention.
 _SDPA_UNSUPPORTED = {"mpnet"}
-
-
-class CheckpointError(ValueError):
-    """The checkpoint directory is missing something or is inconsistent."""
 
 
 @dataclass(frozen=True)
@@ -45,16 +45,6 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: handle.read(chunk_size), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def read_manifest(path: Path) -> CheckpointManifest:
-    manifest_path = Path(path) / MANIFEST_FILENAME
-    if not manifest_path.is_file():
-        raise CheckpointError(f"{path} is not a eurovoc checkpoint: {MANIFEST_FILENAME} is missing")
-    try:
-        return CheckpointManifest.model_validate_json(manifest_path.read_bytes())
-    except ValueError as exc:
-        raise CheckpointError(f"{manifest_path} is invalid: {exc}") from exc
 
 
 def attention_implementation(model_type: str) -> str:
