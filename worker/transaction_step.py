@@ -218,7 +218,9 @@ class TransactionStep:
             f"this transactional_id took over (a newer instance of this worker), so this one is "
             f"a zombie; its open transaction is aborted and nothing more is committed here "
             f"({exc!r})" if fenced else
-            f"transactional producer {self._transactional_id!r} cannot go on: {exc!r}")
+            f"transactional producer {self._transactional_id!r} cannot go on: the broker "
+            f"refused its transaction and it is in a fatal state (e.g. another producer with "
+            f"this transactional_id fenced it); nothing more is committed here ({exc!r})")
         logger.error("%s", self._fatal, extra={"event": "transaction_fenced" if fenced
                                                else "transaction_fatal"})
         raise TransactionFenced(self._fatal) from exc
