@@ -80,6 +80,8 @@ bench: setup
 	$(PY) bench/worker_throughput.py
 	$(PY) bench/failover.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/delivery_cost.py
+	$(PY) bench/chaos.py --json
 
 clean:
 	-deploy/local/kafka.sh stop

@@ -14,7 +14,13 @@ from collections import namedtuple
 from collections.abc import Callable, Iterable
 
 from kafka import TopicPartition
-from kafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerFencedError,
+    UnknownTopicOrPartitionError,
+)
 from kafka.future import Future
 from kafka.structs import ConsumerGroupMetadata, MemberState
 
@@ -137,6 +143,9 @@ class FakeConsumer:
             merged.update(commit)
         return merged
 
+    def seek(self, tp, offset) -> None:
+        self.positions[tp] = offset
+
     def highwater(self, tp):
         return len(self.broker.topics[tp.topic][tp.partition])
 
@@ -144,6 +153,8 @@ class FakeConsumer:
         return self.positions[tp]
 
     def group_metadata(self):
+        if self.state == MemberState.UNJOINED:
+            return ConsumerGroupMetadata(self.group, -1, "", None, self.state)
         return ConsumerGroupMetadata(self.group, 1, "member", None, self.state)
 
     def connected(self) -> bool:
@@ -203,3 +214,70 @@ class FakeProducer:
 
     def close(self, timeout=None) -> None:
         pass
+
+
+class FakeTransactionalProducer(FakeProducer):
+    """A transactional producer: what is sent reaches the broker (and the group's offsets are
+    committed) at ``commit_transaction`` only; ``aborted`` keeps what was aborted.
+    ``fail_offsets_calls``: those calls of ``send_offsets_to_transaction`` (1-based) fail;
+    ``fenced``: every transactional call fails as a fenced producer's does; ``on_commit``: called
+    inside ``commit_transaction`` (a test can block there)."""
+
+    def __init__(self, broker: FakeBroker, fail_offsets_calls=(), **kwargs) -> None:
+        super().__init__(broker, **kwargs)
+        self.fail_offsets_calls = set(fail_offsets_calls)
+        self.fenced = False
+        self.on_commit: Callable[[], None] | None = None
+        self.open: list | None = None
+        self.offsets: dict = {}
+        self.group: str | None = None
+        self.offsets_calls = 0
+        self.transactions: list[list[tuple[str, bytes | None]]] = []  # committed, in order
+        self.aborted: list[list[tuple[str, bytes | None]]] = []
+
+    def _check(self) -> None:
+        if self.fenced:
+            raise ProducerFencedError()
+
+    def begin_transaction(self) -> None:
+        self._check()
+        if self.open is not None:
+            raise KafkaError("Invalid transition attempted from state IN_TRANSACTION")
+        self.open, self.offsets = [], {}
+
+    def send(self, topic, value=None, key=None, headers=None) -> Future:
+        if self.open is None:
+            raise KafkaError("Cannot call send in state READY")
+        future = Future()
+        self.sent.append((topic, key, value, headers))
+        self.open.append((future, topic, key, value, headers))
+        return future
+
+    def flush(self, timeout=None) -> None:
+        for future, *_ in self.open or []:
+            if not future.is_done:
+                future.success(None)
+
+    def send_offsets_to_transaction(self, offsets, group_metadata) -> None:
+        self._check()
+        self.offsets_calls += 1
+        if self.offsets_calls in self.fail_offsets_calls:
+            raise KafkaConnectionError(f"injected failure #{self.offsets_calls}")
+        self.offsets.update({tp: meta.offset for tp, meta in offsets.items()})
+        self.group = group_metadata.group_id
+
+    def commit_transaction(self) -> None:
+        self._check()
+        if self.on_commit is not None:
+            self.on_commit()
+        for future, topic, key, value, headers in self.open:
+            self._deliver(Future(), topic, key, value, headers)
+        for tp, offset in self.offsets.items():
+            self.broker.committed[(self.group, tp)] = offset
+        self.transactions.append([(topic, key) for _, topic, key, _, _ in self.open])
+        self.open = None
+
+    def abort_transaction(self) -> None:
+        self._check()
+        self.aborted.append([(topic, key) for _, topic, key, _, _ in self.open])
+        self.open = None

@@ -239,3 +239,8 @@ def committed_offsets(bootstrap: str, group: str, topic: str, timeout_s: float =
                     raise
                 time.sleep(0.2)
     return {tp.partition: meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset >= 0}
+
+
+def all_committed(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether the group's committed offsets reached the end of every partition of the topic."""
+    return committed_offsets(bootstrap, group, topic) == end_offsets(bootstrap, topic)

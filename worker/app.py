@@ -10,6 +10,10 @@ The chain (``worker.steps``)::
                            │ rejected       │ failed      ▲
                            └────────► DeadLetterStep ─────┘
 
+With ``--delivery exactly-once`` one ``TransactionStep`` takes the place of ProduceStep and
+CommitStep (``worker.transaction_step``), the producer is transactional and the consumer reads
+read_committed.
+
 Start-up order matters: the checkpoint's manifest, the Kafka credentials and the topics are
 checked before torch is imported and the model loads (a refused login, an untrusted certificate or
 a missing topic fails in seconds: ``worker.kafka_access``, ``worker.topics``), and the model is
@@ -18,7 +22,7 @@ member that cannot process it yet.
 
 Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
 died, a delivery failed for good, Kafka unreachable, a topic deleted, the worker stalled, a
-shutdown past its deadline); 2 invalid configuration (a setting, the checkpoint, a missing topic,
+shutdown past its deadline, the transactional producer fenced); 2 invalid configuration (a setting, the checkpoint, a missing topic,
 Kafka refusing the credentials or a broker certificate that is not trusted); 3 dead-letter limit
 tripped. A second SIGTERM/SIGINT exits at once with 128 + signal number (at-least-once still
 holds: unfinished work was never committed).
@@ -31,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas.manifest import read_manifest
 from worker.classify_step import ClassifyStep
@@ -51,6 +55,7 @@ from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
 from worker.produce_step import ProduceStep
 from worker.progress import Progress
 from worker.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
+from worker.transaction_step import TransactionStep
 from worker.watchdog import EXIT_GRACE_S, Watchdog
 
 logger = logging.getLogger(__name__)
@@ -78,16 +83,26 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     engine.on_results = wakeup.set
     registry = InFlightRegistry(metrics)
     letters = settings.dead_letters
-    commit = CommitStep(
-        registry, ConsumerCommitter(consumer, settings.operations.worker_id),
-        interval_s=settings.consumer.commit_interval_ms / 1000,
-        timeout_s=settings.consumer.commit_timeout_s, progress=progress,
-    )
-    produce = ProduceStep(
-        producer, commit, output_topic=settings.kafka.output_topic,
-        max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
-        progress=progress,
-    )
+    interval_s = settings.consumer.commit_interval_ms / 1000
+    timeout_s = settings.consumer.commit_timeout_s
+    if settings.exactly_once:
+        commit = produce = TransactionStep(
+            producer, consumer, registry, output_topic=settings.kafka.output_topic,
+            transactional_id=settings.transactional_id, interval_s=interval_s,
+            timeout_s=timeout_s, metrics=metrics, progress=progress,
+            renew=(lambda: transactional_producer(settings)) if own_transactional_id(settings)
+            else None,
+        )
+    else:
+        commit = CommitStep(
+            registry, ConsumerCommitter(consumer, settings.operations.worker_id),
+            interval_s=interval_s, timeout_s=timeout_s, progress=progress,
+        )
+        produce = ProduceStep(
+            producer, commit, output_topic=settings.kafka.output_topic,
+            max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
+            progress=progress,
+        )
     policy = DlqPolicy(max_consecutive=letters.dlq_max_consecutive,
                        max_ratio=letters.dlq_max_ratio, window=letters.dlq_ratio_window)
     dead_letters = DeadLetterStep(
@@ -102,6 +117,29 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     chain = Chain(first=decode, commit=commit, dead_letters=dead_letters)
     return StreamProcessor(settings, consumer, chain, registry, metrics=metrics, health=health,
                            progress=progress, wakeup=wakeup)
+
+
+def transactional_producer(settings: WorkerSettings):
+    """A producer with the worker's transactional id, registered (which aborts what a previous
+    producer with the id left open, and fences it); kafka-python waits ``max_block_ms`` per
+    ``init_transactions`` call, a retry goes on waiting, up to the request timeout."""
+    producer = build_producer(settings)
+    deadline = time.monotonic() + settings.kafka.request_timeout_ms / 1000
+    while True:
+        try:
+            producer.init_transactions()
+            return producer
+        except KafkaTimeoutError:
+            if time.monotonic() > deadline:
+                producer.close(timeout=0)
+                raise
+
+
+def own_transactional_id(settings: WorkerSettings) -> bool:
+    """Whether the transactional id is this process's alone (derived from the pid-based
+    worker_id): then only the broker, not another instance, can fence its producer."""
+    return settings.producer.transactional_id is None and (
+        settings.consumer.group_instance_id is None)
 
 
 class _Signals:
@@ -184,7 +222,8 @@ def run_worker(
         logger.info("model loaded in %.1fs", time.monotonic() - started,
                     extra={"event": "model_loaded"})
         try:
-            producer = build_producer(settings)
+            producer = (transactional_producer(settings) if settings.exactly_once
+                        else build_producer(settings))
             for topic in worker_topics(settings)[1:]:
                 producer.partitions_for(topic)  # metadata now: send() must not wait for it
             consumer = build_consumer(settings)

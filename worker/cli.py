@@ -33,7 +33,8 @@ from worker.decoding import describe_validation_error
 EXIT_CONFIG = 2
 
 RUN_DESCRIPTION = """Consume documents from a Kafka topic, classify them in micro-batches and
-publish one label message per document (at-least-once; bad records go to the dead-letter topic).
+publish one label message per document (at-least-once, or --delivery exactly-once; bad records
+go to the dead-letter topic).
 
 Every setting is a flag below (flat --max-in-flight or grouped --engine.max-in-flight), an
 EUROVOC_<NAME> environment variable (EUROVOC_GROUP_ID, EUROVOC_MAX_IN_FLIGHT, or grouped

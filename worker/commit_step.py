@@ -8,8 +8,9 @@ handed to a :class:`Committer`, the strategy that makes them durable:
   periodic commits (the loop never waits on the group coordinator; one commit in flight at a
   time; skipped while the group rebalances, since kafka-python can only fail it then) and a
   bounded synchronous ``consumer.commit`` when partitions are revoked and on shutdown;
-* a transactional committer (exactly-once) would instead begin a transaction, send the held
-  outputs below the watermark, ``send_offsets_to_transaction`` and commit the transaction.
+Exactly-once replaces this step and the produce step by ``worker.transaction_step``, which
+commits outputs and offsets in one transaction; the processor and the rebalancer only see
+:class:`CommitsNow`.
 """
 
 import logging
@@ -28,6 +29,14 @@ from worker.work_items import WorkItem
 logger = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
+
+
+class CommitsNow(Protocol):
+    """What the processor and the rebalancer ask of the last step of the chain."""
+
+    def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
+                   timeout_s: float | None = None) -> bool:
+        """Commit the watermarks of ``partitions`` (default: all) now; True once committed."""
 
 
 class Committer(Protocol):

@@ -81,7 +81,22 @@ class WorkerSettings(BaseSettings):
         if self.kafka.request_timeout_ms <= self.consumer.fetch_max_wait_ms:
             raise ValueError(f"request_timeout_ms={self.kafka.request_timeout_ms} must be above "
                              f"fetch_max_wait_ms={self.consumer.fetch_max_wait_ms}")
+        if (self.producer.delivery == "exactly-once"
+                and self.producer.transaction_timeout_ms <= 2 * self.consumer.commit_interval_ms):
+            raise ValueError(f"transaction_timeout_ms={self.producer.transaction_timeout_ms} must "
+                             f"be above 2 x commit_interval_ms={self.consumer.commit_interval_ms}")
         return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.producer.delivery == "exactly-once"
+
+    @property
+    def transactional_id(self) -> str:
+        """exactly-once: the stable id of this worker instance's transactional producer."""
+        consumer = self.consumer
+        return self.producer.transactional_id or (
+            f"{consumer.group_id}-{consumer.group_instance_id or self.operations.worker_id}")
 
     def redacted(self) -> dict[str, Any]:
         """The settings as JSON-able values, secrets masked (for the start-up log)."""

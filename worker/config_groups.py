@@ -133,9 +133,31 @@ class ConsumerSettings(BaseModel):
 
 
 class ProducerSettings(BaseModel):
-    """The idempotent producer of outputs and dead letters."""
+    """The idempotent producer of outputs and dead letters, and the delivery guarantee."""
 
     model_config = _FROZEN
+
+    delivery: Literal["at-least-once", "exactly-once"] = Field(
+        default="at-least-once",
+        description="at-least-once: outputs are sent at once and offsets committed after their "
+        "acknowledgement (a crash repeats some outputs). exactly-once: outputs, dead letters and "
+        "input offsets are committed in one Kafka transaction every commit_interval_ms and the "
+        "consumer reads read_committed (downstream must read read_committed too); costs latency.",
+    )
+    transactional_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,249}$",
+        description="exactly-once: the producer's transactional id; default "
+        "<group_id>-<group_instance_id>, else <group_id>-<worker_id> (worker_id holds the pid, "
+        "so without a group_instance_id a restart gets a new id and zombies are fenced by the "
+        "group generation check of KIP-447 instead).",
+    )
+    transaction_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="exactly-once: the broker aborts a transaction open this long (a crashed "
+        "worker's); read_committed readers of its output partitions wait for it meanwhile.",
+    )
 
     compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field(
         default="gzip",

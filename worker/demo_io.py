@@ -128,14 +128,18 @@ def tail(
     max_messages: int | None = None,
     idle_timeout_s: float = 10.0,
     raw_json: bool = False,
+    read_committed: bool = False,
     timeout_s: float = 10.0,
     out=sys.stdout,
 ) -> int:
-    """Print the messages of ``topic`` from the beginning; stop after ``max_messages`` or when idle."""
+    """Print the messages of ``topic`` from the beginning; stop after ``max_messages`` or when
+    idle. ``read_committed``: only messages of committed transactions (what a downstream reader
+    of an exactly-once worker sees), none of aborted or still open ones."""
     consumer = _connect(
         KafkaConsumer, bootstrap, timeout_s,
         auto_offset_reset="earliest", enable_auto_commit=False,
         consumer_timeout_ms=int(idle_timeout_s * 1000),
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
     )
     consumer.subscribe([topic])
     progress = tqdm(desc=f"tail ← {topic}", unit="msg", total=max_messages, file=sys.stderr)
@@ -171,7 +175,7 @@ def _run_tail(args: argparse.Namespace) -> int:
         count = tail(
             args.topic, args.bootstrap_servers,
             max_messages=args.max_messages, idle_timeout_s=args.idle_timeout_s,
-            raw_json=args.json, timeout_s=args.timeout_s,
+            raw_json=args.json, read_committed=args.read_committed, timeout_s=args.timeout_s,
         )
     except DemoIOError as exc:
         logger.error("tail failed: %s", exc)
@@ -210,4 +214,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--idle-timeout-s", type=float, default=10.0, help="Stop after this long with no message."
     )
     tail_parser.add_argument("--json", action="store_true", help="Print each message as JSON.")
+    tail_parser.add_argument(
+        "--read-committed", action="store_true",
+        help="Read only committed transactions (the outputs of an exactly-once worker as its "
+        "downstream readers see them); default: read_uncommitted, everything written.",
+    )
     tail_parser.set_defaults(func=_run_tail)

@@ -61,8 +61,10 @@ class InFlightRegistry:
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def acknowledged(self, item: WorkItem, now: float) -> bool:
-        """The broker acknowledged the item's output or dead letter: count its outcome once.
+    def acknowledged(self, item: WorkItem, now: float, *, latency: bool = True) -> bool:
+        """The broker acknowledged the item's output or dead letter (exactly-once: the
+        transaction step holds it): count its outcome once, and its end-to-end latency unless
+        ``latency`` is False (the transaction step observes it at the commit).
 
         False (and nothing counted) for an item that was cancelled meanwhile.
         """
@@ -79,7 +81,8 @@ class InFlightRegistry:
         metrics = self._metrics
         if item.rejection is None:
             metrics.produced.inc()
-            metrics.end_to_end_seconds.observe(now - item.received_at)
+            if latency:
+                metrics.end_to_end_seconds.observe(now - item.received_at)
         else:
             metrics.dead_lettered.labels(item.rejection.error_type.value).inc()
         item.value = item.labels = item.output = item.document = None  # no longer needed

@@ -77,6 +77,9 @@ def consumer_config(worker: WorkerSettings) -> dict[str, Any]:
         + 1024 * 1024,
         check_crcs=True,
         allow_auto_create_topics=False,
+        # exactly-once: never read another worker's aborted or open transactions (a chain of
+        # workers composes); read_committed offsets wait for pending transactional commits.
+        isolation_level="read_committed" if worker.exactly_once else "read_uncommitted",
     )
     return config
 
@@ -103,6 +106,9 @@ def producer_config(worker: WorkerSettings) -> dict[str, Any]:
         max_block_ms=MAX_BLOCK_MS,
         allow_auto_create_topics=False,
     )
+    if worker.exactly_once:
+        config.update(transactional_id=worker.transactional_id,
+                      transaction_timeout_ms=settings.transaction_timeout_ms)
     return config
 
 

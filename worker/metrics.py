@@ -56,7 +56,21 @@ class WorkerMetrics:
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.end_to_end_seconds = Histogram(
-            "eurovoc_end_to_end_seconds", "From consume to broker acknowledgement of the output.",
+            "eurovoc_end_to_end_seconds",
+            "From consume to broker acknowledgement of the output (exactly-once: to the "
+            "commit of its transaction).",
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.transactions = Counter(
+            "eurovoc_transactions",
+            "exactly-once: Kafka transactions ended, by outcome (committed, aborted).",
+            ["outcome"],
+            registry=r,
+        )
+        self.transaction_seconds = Histogram(
+            "eurovoc_transaction_seconds",
+            "exactly-once: from begin to the end of a committed transaction (sends, flush, "
+            "offsets, commit).",
             buckets=_LATENCY_BUCKETS, registry=r,
         )
         self.in_flight = Gauge(

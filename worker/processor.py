@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from schemas.labels import SourceRef
-from worker.commit_step import CommitStep
+from worker.commit_step import CommitsNow
 from worker.config import WorkerSettings
 from worker.dead_letter_step import DeadLetterStep
 from worker.health import HealthState
@@ -42,6 +42,7 @@ from worker.produce_step import DeliveryFailed
 from worker.progress import Event, Progress
 from worker.rebalance import QueueingRebalanceListener, Rebalancer
 from worker.steps import MessageRejected, Step
+from worker.transaction_step import TransactionFenced
 from worker.work_items import EngineFailed, WorkItem
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class Chain:
     """The steps the processor talks to: where records go, and the two it asks directly."""
 
     first: Step
-    commit: CommitStep
+    commit: CommitsNow
     dead_letters: DeadLetterStep
 
 
@@ -150,7 +151,7 @@ class StreamProcessor:
                 self._drain()
         except Exception as exc:  # noqa: BLE001 - whatever it is, the worker ends here
             outcome = Outcome(ExitCode.FATAL, f"{type(exc).__name__}: {exc}")
-            expected = isinstance(exc, (DeliveryFailed, EngineFailed))
+            expected = isinstance(exc, (DeliveryFailed, EngineFailed, TransactionFenced))
             logger.error("stopping: %s", outcome.message, exc_info=None if expected else exc,
                          extra={"event": "fatal"})
             self._health.stopping = True

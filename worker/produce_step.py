@@ -13,8 +13,8 @@ was acknowledged and exits 1 — it never re-sends out of order itself.
 Bounded: kafka-python 3's producer buffers without limit, so the step holds at most
 ``max_buffer_bytes`` of unacknowledged outputs and rejects more (``MessageRejected``).
 
-A transactional (exactly-once) variant would keep the same input and output but hold the records
-and send those below the watermark inside the commit step's transaction.
+Exactly-once replaces this step and the commit step by ``worker.transaction_step``, which holds
+the outputs and sends those below the watermark inside a transaction.
 """
 
 import threading

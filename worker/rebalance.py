@@ -27,7 +27,7 @@ from enum import StrEnum
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.structs import MemberState
 
-from worker.commit_step import CommitStep
+from worker.commit_step import CommitsNow
 from worker.health import HealthState
 from worker.in_flight import InFlightRegistry
 from worker.metrics import WorkerMetrics
@@ -86,7 +86,7 @@ class Rebalancer:
         self,
         consumer,
         registry: InFlightRegistry,
-        commit: CommitStep,
+        commit: CommitsNow,
         *,
         cooperative: bool,
         revoke_deadline_s: float,

@@ -15,13 +15,9 @@ import pytest
 from schemas.dead_letter import DeadLetterHeaders
 from tests.integration.conftest import start_worker
 from tests.integration.worker_harness import TopicReader, documents, metric_values, wait_until
-from tests.kafka_fixtures import committed_offsets, end_offsets, produce_messages
+from tests.kafka_fixtures import all_committed, committed_offsets, end_offsets, produce_messages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _all_committed(bootstrap: str, group: str, topic: str) -> bool:
-    return committed_offsets(bootstrap, group, topic) == end_offsets(bootstrap, topic)
 
 
 @pytest.mark.timeout(150)
@@ -34,7 +30,7 @@ def test_every_document_exactly_once_and_lag_zero(kafka_bootstrap, topics, group
     reader = TopicReader(kafka_bootstrap, f"{topics}-out")
     try:
         reader.wait_for(2000, timeout_s=90)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30,
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30,
                    "committed offsets == end offsets")
 
         def lag_zero() -> bool:
@@ -90,7 +86,7 @@ def test_poison_records_go_to_the_dead_letter_topic(kafka_bootstrap, topics, gro
     try:
         outputs.wait_for(len(good), timeout_s=60)
         dead.wait_for(len(poison), timeout_s=30)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30,
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30,
                    "all offsets committed")
         assert set(outputs.ids()) == {key.decode() for key, _ in good}
         by_key = {record.key.decode(): record for record in dead.records}
@@ -136,7 +132,7 @@ def test_slow_batch_causes_no_rebalance(kafka_bootstrap, topics, group_id, tiny_
                 paused_seen.append(worker.get("/healthz")[0])
 
         reader.wait_for(12, timeout_s=90, also=watch)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 20, "commits")
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 20, "commits")
         assert max(reader.ids().values()) == 1
         assert paused_seen and set(paused_seen) == {200}
     finally:
@@ -181,7 +177,7 @@ def test_sigterm_mid_stream_loses_and_duplicates_nothing(kafka_bootstrap, topics
         second = start_worker(workers, bootstrap=kafka_bootstrap, topic=topics, group=group_id,
                         model=tiny_model, name="second")
         reader.wait_for(len(sent), timeout_s=60)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
         reader.poll(500)
         ids = reader.ids()
         assert set(ids) == {key.decode() for key, _ in sent}
@@ -208,7 +204,7 @@ def test_second_worker_joining_takes_partitions_without_duplicates(
         second = start_worker(workers, name="second", **common)
         second.wait_event("partitions_assigned", 40)
         reader.wait_for(len(sent), timeout_s=90)
-        wait_until(lambda: _all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
+        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30, "commits")
         reader.poll(1000)
         ids = reader.ids()
         assert set(ids) == {key.decode() for key, _ in sent}

@@ -150,11 +150,13 @@ class WorkerProcess:
 
 
 class TopicReader:
-    """Reads a topic from the beginning, incrementally (no group)."""
+    """Reads a topic from the beginning, incrementally (no group); ``read_committed``: as a
+    downstream reader of an exactly-once worker does."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      **CONSUMER_TIMEOUTS)
+    def __init__(self, bootstrap: str, topic: str, *, read_committed: bool = False) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, **CONSUMER_TIMEOUTS,
+            isolation_level="read_committed" if read_committed else "read_uncommitted")
         partitions = [TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic)]
         self.consumer.assign(partitions)
         self.consumer.seek_to_beginning(*partitions)

@@ -12,7 +12,7 @@ from kafka import TopicPartition
 
 from schemas.dead_letter import DeadLetterHeaders
 from tests.fake_engine import FakeEngine
-from tests.fake_kafka import FakeBroker, FakeConsumer, FakeProducer
+from tests.fake_kafka import FakeBroker, FakeConsumer, FakeProducer, FakeTransactionalProducer
 from worker.app import build_processor
 from worker.config import load_settings
 from worker.health import HealthState
@@ -71,7 +71,9 @@ def make(data: dict[int, list[bytes]], *, engine: FakeEngine | None = None,
             broker.append(TOPIC, partition, f"k{index}".encode(), value)
     consumer = FakeConsumer(broker, "g", TOPIC, assign=data)
     engine = engine or FakeEngine()
-    fake_producer = FakeProducer(broker, **(producer or {}))
+    transactional = overrides.get("delivery") == "exactly-once"
+    fake_producer = (FakeTransactionalProducer if transactional else FakeProducer)(
+        broker, **(producer or {}))
     values = dict(
         bootstrap_servers="x:1", input_topic=TOPIC, output_topic="out", dlq_topic="dlq",
         group_id="g", model="/m", commit_interval_ms=10, drain_timeout_s=2,
