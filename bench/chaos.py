@@ -75,7 +75,7 @@ POISON = [  # (value, the error.type its dead letter must carry)
     (orjson.dumps({"id": "m"}), "schema_violation"),
     (orjson.dumps({"id": "e", "text": "  "}), "empty_message"),
 ]
-FULL = dict(documents=20_000, rate=70.0, faults=["sigkill"] * 5 + [
+FULL = dict(documents=20_000, rate=55.0, faults=["sigkill"] * 5 + [
     "sigterm", "scale", "broker", "zombie", "poison_burst"])
 SMALL = dict(documents=2_000, rate=15.0, faults=["sigkill", "broker", "sigkill"])
 
