@@ -20,6 +20,7 @@ from model_training import commands
 from model_training.profiles import ENV_PREFIX, TrainConfig, default_output_dir
 from worker.classify import __doc__ as classify_doc
 from worker.classify import add_engine_arguments, configure_parser, run_classify
+from worker.config import add_settings_flags
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -75,14 +76,7 @@ def _train_parser(subcommands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue the interrupted run in --output with its own settings",
     )
-    source = CliSettingsSource(
-        TrainConfig,
-        root_parser=train,
-        cli_kebab_case=True,
-        cli_implicit_flags=True,
-        cli_hide_none_type=True,
-        cli_avoid_json=True,
-    )
+    source = add_settings_flags(train, TrainConfig)
     train.set_defaults(handler=lambda args: cmd_train(args, source))
 
 
