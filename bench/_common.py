@@ -52,7 +52,7 @@ BATCH_HISTOGRAMS = (
 
 
 def batch_histograms(families: Iterable) -> dict[str, dict | None]:
-    """The engine's batching histograms (see worker/metrics.py) by name."""
+    """The engine's batching histograms (see worker/runtime/metrics.py) by name."""
     families = list(families)
     return {name: histogram_summary(families, name) for name in BATCH_HISTOGRAMS}
 

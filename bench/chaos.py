@@ -50,9 +50,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import RESULTS  # noqa: E402
-
 import orjson  # noqa: E402
+from _common import RESULTS  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from schemas.dead_letter import DeadLetterHeaders  # noqa: E402

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from _common import DEFAULT_MODEL, RESULTS  # noqa: E402
 
-from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
+from worker.inference.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 
 VARIANTS = ("fp32", "bf16", "bf16-autocast", "int8", "bf16-compile")
 
@@ -38,7 +38,7 @@ def build(variant: str, model_dir: Path, device: str):
     """``forward(ids, mask) -> probabilities`` for ``variant``, or None when unavailable."""
     import torch
 
-    from worker.checkpoint import load_checkpoint
+    from worker.inference.checkpoint import load_checkpoint
 
     model = load_checkpoint(model_dir, device=device, dtype=torch.float32).model.eval()
     autocast = False
@@ -49,7 +49,10 @@ def build(variant: str, model_dir: Path, device: str):
     elif variant == "int8":
         if importlib.util.find_spec("torchao") is None:
             return None
-        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+        from torchao.quantization import (
+            Int8DynamicActivationInt8WeightConfig,
+            quantize_,
+        )
 
         quantize_(model, Int8DynamicActivationInt8WeightConfig())
     if variant == "bf16-compile":

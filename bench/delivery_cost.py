@@ -29,9 +29,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import RESULTS  # noqa: E402
-
 import orjson  # noqa: E402
+from _common import RESULTS  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from tests.integration.worker_harness import TopicReader, WorkerProcess, documents  # noqa: E402

@@ -38,9 +38,8 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS, save_figure  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS, save_figure  # noqa: E402
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 from worker_engine import classify_benchmark  # noqa: E402
 from worker_throughput import (  # noqa: E402
@@ -54,7 +53,7 @@ from worker_throughput import (  # noqa: E402
 )
 
 from tests.kafka_fixtures import LocalBroker, admin_client, free_ports  # noqa: E402
-from worker.engine_config import EngineSettings  # noqa: E402
+from worker.inference.engine_settings import EngineSettings  # noqa: E402
 
 logger = logging.getLogger("bench.e2e_latency")
 

@@ -35,9 +35,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _common import REPO, RESULTS  # noqa: E402
-
 import orjson  # noqa: E402
+from _common import REPO, RESULTS  # noqa: E402
 
 from tests.integration.worker_harness import feed, log_events, longest_gap, owned_at  # noqa: E402
 from tests.kafka_fixtures import LocalBroker, consume_all, create_topic, free_ports  # noqa: E402

@@ -45,7 +45,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS, save_figure  # noqa: E402
 
-from worker.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
+from worker.inference.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 
 logger = logging.getLogger("bench.inference")
 
@@ -118,7 +118,7 @@ def summarise(name: str, spec: dict, result, labels, manifest) -> dict:
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from worker.decision import apply_thresholds
+    from worker.inference.decision import apply_thresholds
 
     documents = len(result.probabilities)
     tokens = sum(batch.tokens for batch in result.batches)
@@ -160,8 +160,6 @@ def summarise(name: str, spec: dict, result, labels, manifest) -> dict:
 
 def run_row(name: str, spec: dict, args: argparse.Namespace) -> dict:
     import numpy as np
-    from transformers.utils import logging as hf_logging
-
     from inference_rows import (
         mixed_stream,
         read_labelled,
@@ -169,8 +167,10 @@ def run_row(name: str, spec: dict, args: argparse.Namespace) -> dict:
         run_naive,
         run_notebook,
     )
-    from worker.checkpoint import read_manifest
-    from worker.engine_config import EngineSettings
+    from transformers.utils import logging as hf_logging
+
+    from worker.inference.checkpoint import read_manifest
+    from worker.inference.engine_settings import EngineSettings
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"name": name, "skipped": specs[name]["skip"]})
             continue
         rows.append(run_in_child(name, args))
-    from worker.checkpoint import read_manifest
+    from worker.inference.checkpoint import read_manifest
 
     manifest = read_manifest(args.model)
     result = {

@@ -11,7 +11,7 @@ micro-F1. Model loading and warm-up are outside the timed part of every row.
 - ``notebook``: the original notebook's way: fixed padding to the max length, batches of 16 in
   input order, fp32.
 - ``engine``: the worker's ``InferenceEngine`` (token-budget micro-batching, dynamic padding, its
-  tokenizer thread), through ``worker.batch_scoring`` (at most ``max_in_flight`` pending), the
+  tokenizer thread), through ``worker.inference.batch_scoring`` (at most ``max_in_flight`` pending), the
   path ``eurovoc-train evaluate`` and threshold tuning take.
 """
 
@@ -25,9 +25,13 @@ import numpy as np
 import orjson
 
 from schemas.document import InputDocument
-from worker.document_files import document_lines, parse_document_line, source_name
-from worker.engine_config import EngineSettings
-from worker.tokenize_stage import document_text
+from worker.commands.document_files import (
+    document_lines,
+    parse_document_line,
+    source_name,
+)
+from worker.inference.engine_settings import EngineSettings
+from worker.inference.tokenization import document_text
 
 NOTEBOOK_BATCH = 16
 
@@ -123,7 +127,7 @@ def mixed_stream(documents: Sequence[LabelledDocument]) -> list[LabelledDocument
 def _load_fp32(model_dir: Path, device: str):
     import torch
 
-    from worker.checkpoint import load_checkpoint
+    from worker.inference.checkpoint import load_checkpoint
 
     return load_checkpoint(model_dir, device=device, dtype=torch.float32)
 
@@ -233,12 +237,12 @@ def _recording(runner, batches: list[Batch]) -> Callable:
 
 def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) -> RowResult:
     """The worker's engine over the documents, fed as ``classify`` feeds it
-    (``worker.batch_scoring``, the path evaluation and threshold tuning take)."""
+    (``worker.inference.batch_scoring``, the path evaluation and threshold tuning take)."""
     import torch
 
-    from worker.batch_scoring import score_documents
-    from worker.engine import InferenceEngine
-    from worker.metrics import WorkerMetrics
+    from worker.inference.batch_scoring import score_documents
+    from worker.inference.engine import InferenceEngine
+    from worker.runtime.metrics import WorkerMetrics
 
     metrics = WorkerMetrics()
     started = time.perf_counter()

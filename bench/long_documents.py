@@ -33,9 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS, save_figure  # noqa: E402
-
 import numpy as np  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, RESULTS, save_figure  # noqa: E402
 from inference_rows import read_labelled  # noqa: E402
 
 logger = logging.getLogger("bench.long_documents")
@@ -108,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
 
     from model_training.thresholds import threshold_array, tune_thresholds
-    from worker.engine import InferenceEngine
-    from worker.engine_config import EngineSettings
+    from worker.inference.engine import InferenceEngine
+    from worker.inference.engine_settings import EngineSettings
 
     settings = EngineSettings(model=args.model, dtype=args.dtype, long_documents="chunk",
                               max_chunks=args.max_chunks, chunk_stride=args.stride)

@@ -24,10 +24,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import DEFAULT_DATA, DEFAULT_MODEL, batch_histograms  # noqa: E402
 
-from worker.classify import add_engine_arguments, classify_file, settings_from_args  # noqa: E402
-from worker.engine import InferenceEngine  # noqa: E402
-from worker.engine_config import EngineSettings  # noqa: E402
-from worker.metrics import WorkerMetrics  # noqa: E402
+from worker.commands.classify import (  # noqa: E402
+    add_engine_arguments,
+    classify_file,
+    settings_from_args,
+)
+from worker.inference.engine import InferenceEngine  # noqa: E402
+from worker.inference.engine_settings import EngineSettings  # noqa: E402
+from worker.runtime.metrics import WorkerMetrics  # noqa: E402
 
 
 def classify_benchmark(
@@ -36,7 +40,6 @@ def classify_benchmark(
     """Load and warm up the engine (timed apart), then ``classify_file`` the first ``n``
     documents of ``data``; ``window()`` is entered around the timed part only."""
     import torch
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -55,9 +55,8 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS, batch_histograms  # noqa: E402
-
 import matplotlib  # noqa: E402
+from _common import DEFAULT_DATA, DEFAULT_MODEL, REPO, RESULTS, batch_histograms  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -75,14 +74,14 @@ from tests.kafka_fixtures import (  # noqa: E402
     produce_messages,
 )
 from worker.app import build_processor  # noqa: E402
-from worker.config import load_settings  # noqa: E402
-from worker.document_files import read_documents  # noqa: E402
-from worker.engine_config import EngineSettings  # noqa: E402
-from worker.health import HealthState, WorkerNotReady, wait_until_ready  # noqa: E402
-from worker.kafka_clients import build_consumer, build_producer  # noqa: E402
-from worker.metrics import WorkerMetrics  # noqa: E402
-from worker.progress import Progress  # noqa: E402
-from worker.work_items import WorkResult  # noqa: E402
+from worker.commands.document_files import read_documents  # noqa: E402
+from worker.inference.engine_settings import EngineSettings  # noqa: E402
+from worker.kafka.clients import build_consumer, build_producer  # noqa: E402
+from worker.pipeline.progress import Progress  # noqa: E402
+from worker.pipeline.work_items import WorkResult  # noqa: E402
+from worker.runtime.http_endpoints import HealthState, WorkerNotReady, wait_until_ready  # noqa: E402
+from worker.runtime.metrics import WorkerMetrics  # noqa: E402
+from worker.settings.worker_settings import load_settings  # noqa: E402
 
 logger = logging.getLogger("worker_throughput")
 
@@ -302,7 +301,7 @@ def classify_alone(settings: EngineSettings, data: Path, n: int) -> dict:
 
 def _worker_command() -> list[str]:
     script = Path(sys.executable).with_name("eurovoc-worker")
-    return [str(script), "run"] if script.exists() else [sys.executable, "-m", "worker.cli", "run"]
+    return [str(script), "run"] if script.exists() else [sys.executable, "-m", "worker.commands.cli", "run"]
 
 
 def _get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:

@@ -30,7 +30,7 @@ from transformers import (
 
 from model_training.errors import DataError
 from model_training.tokenization import cache_root
-from worker.checkpoint import attention_implementation
+from worker.inference.checkpoint import attention_implementation
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,13 @@ from pydantic_settings import CliSettingsSource
 
 from model_training import commands
 from model_training.profiles import ENV_PREFIX, TrainConfig, default_output_dir
-from worker.classify import __doc__ as classify_doc
-from worker.classify import add_engine_arguments, configure_parser, run_classify
-from worker.config import add_settings_flags
+from worker.commands.classify import __doc__ as classify_doc
+from worker.commands.classify import (
+    add_engine_arguments,
+    configure_parser,
+    run_classify,
+)
+from worker.settings.worker_settings import add_settings_flags
 
 logger = logging.getLogger("eurovoc-train")
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from model_training.profiles import data_or_default
-from worker.classify import settings_from_args
+from worker.commands.classify import settings_from_args
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -158,8 +158,8 @@ def cmd_export_half(args: argparse.Namespace) -> int:
         half_precision_metrics,
         save_manifest,
     )
-    from worker.checkpoint import read_manifest  # noqa: PLC0415
-    from worker.engine_config import EngineSettings  # noqa: PLC0415
+    from worker.inference.checkpoint import read_manifest  # noqa: PLC0415
+    from worker.inference.engine_settings import EngineSettings  # noqa: PLC0415
 
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     manifest = export_half_precision(Path(args.model), Path(args.output), dtype=dtype)

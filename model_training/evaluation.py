@@ -1,5 +1,5 @@
 """Score a checkpoint on labelled data through the worker's engine, in-process, with the worker's
-inference settings (``worker.batch_scoring``): the quality measured is the quality the worker
+inference settings (``worker.inference.batch_scoring``): the quality measured is the quality the worker
 delivers with the same settings."""
 
 import logging
@@ -13,12 +13,16 @@ from model_training.documents import HF_PREFIX, Split, load_split
 from model_training.labels import LabelSet, labels_file_beside, load_label_set
 from model_training.metrics import compute_metrics, per_label_metrics
 from schemas.manifest import CheckpointManifest, InferenceRecord
-from worker.batch_scoring import inference_record, running_engine, score_documents
-from worker.checkpoint import read_manifest
-from worker.engine_config import EngineSettings
+from worker.inference.batch_scoring import (
+    inference_record,
+    running_engine,
+    score_documents,
+)
+from worker.inference.checkpoint import read_manifest
+from worker.inference.engine_settings import EngineSettings
 
 if TYPE_CHECKING:
-    from worker.engine import InferenceEngine
+    from worker.inference.engine import InferenceEngine
 
 logger = logging.getLogger(__name__)
 

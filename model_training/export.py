@@ -12,7 +12,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from model_training import __version__
 from model_training.model_card import HALF_PRECISION_CHECK, write_model_card
 from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest, LabelDef, Thresholds
-from worker.checkpoint import load_checkpoint, sha256_file
+from worker.inference.checkpoint import load_checkpoint, sha256_file
 
 logger = logging.getLogger(__name__)
 

@@ -13,12 +13,20 @@ from transformers import PreTrainedModel
 from model_training.callbacks import write_log_line
 from model_training.export import save_manifest, write_checkpoint
 from model_training.profiles import TrainConfig
-from model_training.thresholds import AT_LEAST_ONE_CHOICES, split_metrics, tune_thresholds
+from model_training.thresholds import (
+    AT_LEAST_ONE_CHOICES,
+    split_metrics,
+    tune_thresholds,
+)
 from model_training.training_data import TrainingData
 from schemas.manifest import CheckpointManifest
-from worker.batch_scoring import inference_record, running_engine, score_documents
-from worker.checkpoint import read_manifest
-from worker.engine_config import EngineSettings
+from worker.inference.batch_scoring import (
+    inference_record,
+    running_engine,
+    score_documents,
+)
+from worker.inference.checkpoint import read_manifest
+from worker.inference.engine_settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 

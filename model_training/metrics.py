@@ -23,7 +23,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from worker.decision import apply_thresholds
+from worker.inference.decision import apply_thresholds
 
 
 def threshold_vector(thresholds: float | np.ndarray, num_labels: int) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from model_training.errors import DataError
-from worker.cpu_resources import CPUINFO, cpu_computes_bf16
+from worker.inference.cpu_resources import CPUINFO, cpu_computes_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ Precision = Literal["fp32", "bf16", "fp16"]
 
 def cpu_has_native_bf16(cpuinfo: Path = CPUINFO) -> bool:
     """True when this CPU computes bf16 in hardware, by torch's CPU probe or by the CPU flags
-    (``worker.cpu_resources``, which the worker's ``dtype=auto`` reads too)."""
+    (``worker.inference.cpu_resources``, which the worker's ``dtype=auto`` reads too)."""
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     for probe in probes:
         check = getattr(torch.cpu, probe, None)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 from model_training.documents import Split
 from model_training.errors import DataError
 from model_training.evaluation import Scored, read_labelled, score_split
-from worker.batch_scoring import running_engine
 from model_training.thresholds import (
     AT_LEAST_ONE_CHOICES,
     TuningResult,
@@ -24,11 +23,12 @@ from model_training.thresholds import (
     tune_thresholds,
 )
 from schemas.manifest import CheckpointManifest
-from worker.checkpoint import read_manifest
-from worker.engine_config import EngineSettings
+from worker.inference.batch_scoring import running_engine
+from worker.inference.checkpoint import read_manifest
+from worker.inference.engine_settings import EngineSettings
 
 if TYPE_CHECKING:
-    from worker.engine import InferenceEngine
+    from worker.inference.engine import InferenceEngine
 
 logger = logging.getLogger(__name__)
 

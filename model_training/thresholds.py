@@ -14,7 +14,7 @@ import numpy as np
 
 from model_training.metrics import compute_metrics
 from schemas.manifest import Thresholds
-from worker.decision import apply_thresholds
+from worker.inference.decision import apply_thresholds
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from model_training.documents import Split
-from worker.engine_config import EngineSettings
+from worker.inference.engine_settings import EngineSettings
 
 logger = logging.getLogger(__name__)
 

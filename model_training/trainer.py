@@ -25,12 +25,21 @@ from typing import Any, Literal
 
 import torch
 import transformers
-from transformers import EarlyStoppingCallback, PrinterCallback, TrainerCallback, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PrinterCallback,
+    TrainerCallback,
+    set_seed,
+)
 from transformers.trainer_utils import get_last_checkpoint
 
 from model_training.base_models import load_for_classification
 from model_training.batching import TokenizedDataset, padding_collator
-from model_training.callbacks import ResumePointsCallback, TimeBudgetCallback, TrainLogCallback
+from model_training.callbacks import (
+    ResumePointsCallback,
+    TimeBudgetCallback,
+    TrainLogCallback,
+)
 from model_training.errors import DataError
 from model_training.finish import export_trained
 from model_training.hf_trainer import (

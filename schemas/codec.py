@@ -1,8 +1,7 @@
 """Bytes <-> models: orjson on the wire, pydantic validation at the boundary."""
 
-from pydantic import BaseModel
-
 import orjson
+from pydantic import BaseModel
 
 from schemas.document import InputDocument
 

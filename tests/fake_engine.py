@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.labels import LabelsMessage, ModelInfo
-from worker.work_items import WorkItem, WorkResult
+from worker.pipeline.work_items import WorkItem, WorkResult
 
 
 class _Settings:

@@ -4,19 +4,19 @@
     topics checked → model loaded → clients → the chain of steps → the processor → watchdog,
     topic watch and signals → run → exit code
 
-The chain (``worker.steps``)::
+The chain (``worker.pipeline.steps.base``)::
 
     StreamProcessor ─► DecodeStep ─► ClassifyStep ─► ProduceStep ─► CommitStep
                            │ rejected       │ failed      ▲
                            └────────► DeadLetterStep ─────┘
 
 With ``--delivery exactly-once`` one ``TransactionStep`` takes the place of ProduceStep and
-CommitStep (``worker.transaction_step``), the producer is transactional and the consumer reads
+CommitStep (``worker.pipeline.steps.transaction``), the producer is transactional and the consumer reads
 read_committed.
 
 Start-up order matters: the checkpoint's manifest, the Kafka credentials and the topics are
 checked before torch is imported and the model loads (a refused login, an untrusted certificate or
-a missing topic fails in seconds: ``worker.kafka_access``, ``worker.topics``), and the model is
+a missing topic fails in seconds: ``worker.kafka.access``, ``worker.kafka.topics``), and the model is
 loaded (and warmed up) before the consumer joins its group, so no partition is assigned to a
 member that cannot process it yet.
 
@@ -38,25 +38,26 @@ from collections.abc import Callable
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas.manifest import read_manifest
-from worker.classify_step import ClassifyStep
-from worker.commit_step import CommitStep, ConsumerCommitter
-from worker.config import WorkerSettings
-from worker.dead_letter_step import DeadLetterStep
-from worker.dead_letters import DlqPolicy
-from worker.decode_step import DecodeStep
-from worker.engine_config import EngineSettings
-from worker.health import HealthServer, HealthState
-from worker.in_flight import InFlightRegistry
-from worker.kafka_access import KafkaAccessDenied, KafkaUnreachable, connect_admin
-from worker.kafka_clients import build_consumer, build_producer
-from worker.logging_setup import setup_logging
-from worker.metrics import WorkerMetrics
-from worker.processor import Chain, ExitCode, Outcome, StreamProcessor
-from worker.produce_step import ProduceStep
-from worker.progress import Progress
-from worker.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
-from worker.transaction_step import TransactionStep
-from worker.watchdog import EXIT_GRACE_S, Watchdog
+from worker.exit_codes import ExitCode
+from worker.inference.engine_settings import EngineSettings
+from worker.kafka.access import KafkaAccessDenied, KafkaUnreachable, connect_admin
+from worker.kafka.clients import build_consumer, build_producer
+from worker.kafka.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
+from worker.pipeline.dlq_policy import DlqPolicy
+from worker.pipeline.in_flight import InFlightRegistry
+from worker.pipeline.processor import Chain, Outcome, StreamProcessor
+from worker.pipeline.progress import Progress
+from worker.pipeline.steps.classify import ClassifyStep
+from worker.pipeline.steps.commit import CommitStep, ConsumerCommitter
+from worker.pipeline.steps.dead_letter import DeadLetterStep
+from worker.pipeline.steps.decode import DecodeStep
+from worker.pipeline.steps.produce import ProduceStep
+from worker.pipeline.steps.transaction import TransactionStep
+from worker.runtime.http_endpoints import HealthServer, HealthState
+from worker.runtime.logging_setup import setup_logging
+from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.watchdog import EXIT_GRACE_S, Watchdog
+from worker.settings.worker_settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ EngineFactory = Callable[[EngineSettings, WorkerMetrics], object]
 
 
 def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
-    from worker.engine import InferenceEngine
+    from worker.inference.engine import InferenceEngine
 
     return InferenceEngine.from_settings(settings, metrics)
 

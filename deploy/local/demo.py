@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from schemas.labels import LabelsMessage
-from worker.checkpoint import read_manifest
-from worker.demo_io import ensure_topic, format_labels, produce, tail
-from worker.health import WorkerNotReady, wait_until_ready
+from worker.commands.demo_io import ensure_topic, format_labels, produce, tail
+from worker.inference.checkpoint import read_manifest
+from worker.runtime.http_endpoints import WorkerNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

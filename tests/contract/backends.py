@@ -22,9 +22,9 @@ from tests.kafka_fixtures import (
     end_offsets,
     produce_messages,
 )
-from worker.config import WorkerSettings, load_settings
-from worker.kafka_clients import build_consumer, producer_config
-from worker.topics import missing_topics
+from worker.kafka.clients import build_consumer, producer_config
+from worker.kafka.topics import missing_topics
+from worker.settings.worker_settings import WorkerSettings, load_settings
 
 FAST_GROUP = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "metrics_port": -1,
               "commit_interval_ms": 100, "poll_timeout_ms": 5}
@@ -90,7 +90,7 @@ class KafkaBackend(MemoryBackend):
         produce_messages(self.bootstrap, topic, messages)
 
     def producer(self, settings: WorkerSettings, **overrides):
-        from worker.group_consumer import Producer
+        from worker.kafka.workarounds import Producer
 
         return Producer(**{**producer_config(settings), **overrides})
 

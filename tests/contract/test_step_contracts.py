@@ -14,15 +14,15 @@ from schemas.labels import SourceRef
 from tests.contract.backends import backend, settings_for  # noqa: F401 - the fixture
 from tests.fake_engine import FakeEngine, labels
 from worker.app import build_processor
-from worker.commit_step import CommitStep, ConsumerCommitter
-from worker.health import HealthState
-from worker.in_flight import InFlightRegistry
-from worker.metrics import WorkerMetrics
-from worker.processor import ExitCode
-from worker.produce_step import DeliveryFailed, ProduceStep
-from worker.progress import Progress
-from worker.steps import MessageRejected
-from worker.work_items import Output, WorkItem, work_item
+from worker.pipeline.in_flight import InFlightRegistry
+from worker.pipeline.processor import ExitCode
+from worker.pipeline.progress import Progress
+from worker.pipeline.steps.base import MessageRejected
+from worker.pipeline.steps.commit import CommitStep, ConsumerCommitter
+from worker.pipeline.steps.produce import DeliveryFailed, ProduceStep
+from worker.pipeline.work_items import Output, WorkItem, work_item
+from worker.runtime.http_endpoints import HealthState
+from worker.runtime.metrics import WorkerMetrics
 
 
 class Collect:

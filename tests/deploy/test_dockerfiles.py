@@ -13,7 +13,7 @@ from dockerfile_parse import DockerfileParser
 
 from tests.deploy.tools import DEPLOY, REPO
 from tests.deploy.worker_facts import setting_default, setting_env_names
-from worker.cli import main as worker_cli
+from worker.commands.cli import main as worker_cli
 
 DOCKERFILES = {"cpu": DEPLOY / "docker" / "Dockerfile.cpu", "gpu": DEPLOY / "docker" / "Dockerfile.gpu"}
 IMAGE_UID = 10001  # deploy/k8s runs the pods as this user too
@@ -76,7 +76,7 @@ def test_entrypoint_is_eurovoc_worker_run(image):
     [entrypoint] = stage(all_stages, "runtime").values("ENTRYPOINT")
     assert json.loads(entrypoint) == ["eurovoc-worker", "run"]
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["eurovoc-worker"] == "worker.cli:main"
+    assert scripts["eurovoc-worker"] == "worker.commands.cli:main"
     with pytest.raises(SystemExit) as exited:  # `run` is a real sub-command
         worker_cli(["run", "--help"])
     assert exited.value.code == 0

@@ -9,10 +9,10 @@ import pytest
 
 from tests.deploy.manifests import OVERLAYS, Rendered, matches
 from tests.deploy.worker_facts import setting_default, setting_env_names
-from worker.config import load_settings
-from worker.health import HealthServer, HealthState
-from worker.metrics import WorkerMetrics
-from worker.watchdog import EXIT_GRACE_S
+from worker.runtime.http_endpoints import HealthServer, HealthState
+from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.watchdog import EXIT_GRACE_S
+from worker.settings.worker_settings import load_settings
 
 KUBERNETES_VERSION = "1.30"  # the oldest Kubernetes the manifests promise to fit
 BUILTIN_GROUPS = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")

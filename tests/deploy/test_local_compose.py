@@ -11,8 +11,8 @@ import pytest
 from tests.deploy.manifests import load_yaml
 from tests.deploy.tools import DEPLOY, REPO, run_tool
 from tests.deploy.worker_facts import setting_default, setting_env_names
-from worker.config import load_settings
-from worker.watchdog import EXIT_GRACE_S
+from worker.runtime.watchdog import EXIT_GRACE_S
+from worker.settings.worker_settings import load_settings
 
 LOCAL = DEPLOY / "local"
 COMPOSE = load_yaml(LOCAL / "docker-compose.yml")

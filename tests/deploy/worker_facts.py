@@ -1,7 +1,12 @@
 """What the deploy files must agree with, read from the worker's code (never a copied list)."""
 
-from worker.config import CONFIG_ENV, ENV_PREFIX, WorkerSettings, setting_groups
-from worker.metrics import WorkerMetrics
+from worker.runtime.metrics import WorkerMetrics
+from worker.settings.worker_settings import (
+    CONFIG_ENV,
+    ENV_PREFIX,
+    WorkerSettings,
+    setting_groups,
+)
 
 _SUFFIXES = {
     "counter": ("_total",),

@@ -72,8 +72,8 @@ def test_random_checkpoint_of_a_given_size_loads_like_a_trained_one(tmp_path):
     sys.path.insert(0, str(REPO / "bench"))
     from random_checkpoint import write_random_checkpoint
 
-    from worker.checkpoint import load_checkpoint
-    from worker.model_runner import ModelRunner
+    from worker.inference.checkpoint import load_checkpoint
+    from worker.inference.model_runner import ModelRunner
 
     make_tiny_checkpoint(tmp_path / "trained", max_length=64)
     path = write_random_checkpoint(tmp_path / "random", "tiny", 96, tmp_path / "trained")

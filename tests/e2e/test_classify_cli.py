@@ -1,6 +1,6 @@
 """``classify`` as a user runs it: a subprocess on JSON-lines files.
 
-Runs ``python -m worker.classify`` (the same function that ``eurovoc-worker classify`` calls).
+Runs ``python -m worker.commands.classify`` (the same function that ``eurovoc-worker classify`` calls).
 """
 
 import gzip
@@ -32,7 +32,7 @@ def model(tmp_path_factory) -> Path:
 def classify(*args, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "worker.classify", "--no-progress", *map(str, args)],
+        [sys.executable, "-m", "worker.commands.classify", "--no-progress", *map(str, args)],
         cwd=REPO,
         env=env,
         input=stdin,
@@ -81,7 +81,7 @@ def test_labels_valid_lines_in_input_order_and_reports_bad_lines(model, tmp_path
     out = tmp_path / "out.jsonl"
     result = classify("--model", model, source, "-o", out, "--max-batch-size", "4")
     stderr = result.stderr.decode()
-    assert result.returncode == 1, stderr
+    assert result.returncode == 3, stderr  # worker.exit_codes.ExitCode.REJECTED
     assert "line 3: not JSON" in stderr
     assert "line 12: invalid document: text" in stderr
     assert "line 14: expected a JSON object" in stderr

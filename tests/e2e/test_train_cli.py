@@ -10,7 +10,7 @@ import pytest
 
 from model_training.trainer import LOG_FILE, STATE_DIR
 from tests.e2e.cli_runner import run_cli
-from tests.unit.test_training_helpers import (
+from tests.unit.training.test_helpers import (
     LABEL_NAMES,
     make_base_model,
     make_data_dir,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from model_training.trainer import LOG_FILE, STATE_DIR
-from tests.unit.test_training_helpers import make_base_model, make_data_dir
-from worker.checkpoint import load_checkpoint
+from tests.unit.training.test_helpers import make_base_model, make_data_dir
+from worker.inference.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

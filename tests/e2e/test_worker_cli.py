@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from tests.tiny_checkpoint import make_tiny_checkpoint
-from worker.config import WorkerSettings, setting_groups
+from worker.settings.worker_settings import WorkerSettings, setting_groups
 
 pytestmark = pytest.mark.e2e
 
@@ -18,7 +18,7 @@ REQUIRED = ["--bootstrap-servers", "127.0.0.1:1", "--input-topic", "docs", "--ou
 
 def _command() -> list[str]:
     script = shutil.which("eurovoc-worker", path=os.path.dirname(sys.executable))
-    return [script] if script else [sys.executable, "-m", "worker.cli"]
+    return [script] if script else [sys.executable, "-m", "worker.commands.cli"]
 
 
 def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -25,6 +25,6 @@ def _flaky_send_offsets(self, offsets, group_metadata):
 KafkaProducer.send_offsets_to_transaction = _flaky_send_offsets
 
 if __name__ == "__main__":
-    from worker.cli import main
+    from worker.commands.cli import main
 
     sys.exit(main())

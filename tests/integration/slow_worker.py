@@ -5,7 +5,7 @@ import os
 import sys
 import time
 
-from worker import model_runner
+from worker.inference import model_runner
 
 _DELAY_S = float(os.environ.get("EUROVOC_TEST_BATCH_DELAY_S", "0"))
 _score_batch = model_runner.ModelRunner.score_batch
@@ -19,6 +19,6 @@ def _slow_score_batch(self, sequences):
 model_runner.ModelRunner.score_batch = _slow_score_batch
 
 if __name__ == "__main__":
-    from worker.cli import main
+    from worker.commands.cli import main
 
     sys.exit(main())

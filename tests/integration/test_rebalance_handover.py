@@ -14,13 +14,13 @@ from tests.fake_engine import FakeEngine
 from tests.integration.worker_harness import wait_until
 from tests.kafka_fixtures import consume_all, produce_messages
 from worker.app import build_processor
-from worker.config import load_settings
-from worker.group_consumer import Producer
-from worker.health import HealthState
-from worker.kafka_clients import build_consumer, producer_config
-from worker.metrics import WorkerMetrics
-from worker.processor import StreamProcessor
-from worker.progress import Progress
+from worker.kafka.clients import build_consumer, producer_config
+from worker.kafka.workarounds import Producer
+from worker.pipeline.processor import StreamProcessor
+from worker.pipeline.progress import Progress
+from worker.runtime.http_endpoints import HealthState
+from worker.runtime.metrics import WorkerMetrics
+from worker.settings.worker_settings import load_settings
 
 pytestmark = [pytest.mark.integration]
 

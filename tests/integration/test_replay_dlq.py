@@ -19,7 +19,7 @@ from tests.kafka_fixtures import (
     end_offsets,
     produce_messages,
 )
-from worker.dead_letters import build_dead_letter
+from worker.pipeline.dlq_policy import build_dead_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -63,7 +63,7 @@ def dlq(kafka_bootstrap: str):
 
 def replay_dlq(bootstrap: str, topic: str, *args: str) -> tuple[int, list[dict], str]:
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "replay-dlq", "--bootstrap-servers", bootstrap,
+        [sys.executable, "-m", "worker.commands.cli", "replay-dlq", "--bootstrap-servers", bootstrap,
          "--dlq-topic", f"{topic}.dlq", "--input-topic", topic, *args],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
@@ -131,7 +131,7 @@ def test_a_record_that_keeps_failing_stops_after_max_replays(kafka_bootstrap, ti
             headers = DeadLetterHeaders.from_kafka_headers(dead.records[round_].headers)
             assert (headers.replay_count, dead.records[round_].key) == (round_, b"poison")
             result = subprocess.run(
-                [sys.executable, "-m", "worker.cli", "replay-dlq", "--bootstrap-servers",
+                [sys.executable, "-m", "worker.commands.cli", "replay-dlq", "--bootstrap-servers",
                  kafka_bootstrap, "--dlq-topic", f"{topic}-dlq", "--input-topic", topic,
                  "--max-replays", "2", "--replay-group-id", f"replay-{topic}"],
                 cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -21,8 +21,13 @@ from tests.integration.worker_harness import (
     owned_at,
     wait_until,
 )
-from tests.kafka_fixtures import LocalBroker, admin_client, create_topic, produce_messages
-from worker.topics import missing_topics
+from tests.kafka_fixtures import (
+    LocalBroker,
+    admin_client,
+    create_topic,
+    produce_messages,
+)
+from worker.kafka.topics import missing_topics
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,8 +14,18 @@ import pytest
 
 from schemas.dead_letter import DeadLetterHeaders
 from tests.integration.conftest import start_worker
-from tests.integration.worker_harness import TopicReader, documents, metric_values, wait_until
-from tests.kafka_fixtures import all_committed, committed_offsets, end_offsets, produce_messages
+from tests.integration.worker_harness import (
+    TopicReader,
+    documents,
+    metric_values,
+    wait_until,
+)
+from tests.kafka_fixtures import (
+    all_committed,
+    committed_offsets,
+    end_offsets,
+    produce_messages,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

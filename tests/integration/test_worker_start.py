@@ -7,9 +7,9 @@ import time
 import pytest
 
 from worker.app import run_worker
-from worker.config import load_settings
-from worker.metrics import WorkerMetrics
-from worker.processor import ExitCode
+from worker.pipeline.processor import ExitCode
+from worker.runtime.metrics import WorkerMetrics
+from worker.settings.worker_settings import load_settings
 
 pytestmark = [pytest.mark.integration]
 

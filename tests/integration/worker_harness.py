@@ -56,7 +56,7 @@ class WorkerProcess:
         group: str,
         model: Path,
         extra: Iterable[str] = (),
-        module: str = "worker.cli",
+        module: str = "worker.commands.cli",
         env: dict[str, str] | None = None,
         name: str = "worker",
     ) -> None:

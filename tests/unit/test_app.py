@@ -1,4 +1,4 @@
-"""Process-level behaviour of the worker (worker.app, worker.logging_setup) without a broker."""
+"""Process-level behaviour of the worker (worker.app, worker.runtime.logging_setup) without a broker."""
 
 import contextlib
 import io
@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from worker.app import _Signals
-from worker.logging_setup import kafka_log_throttle, setup_logging
+from worker.runtime.logging_setup import kafka_log_throttle, setup_logging
 
 
 class _Processor:

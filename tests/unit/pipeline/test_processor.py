@@ -1,0 +1,435 @@
+"""The processor and its chain of steps on the in-memory Kafka and a fake engine (no broker, no
+model): watermarks, backpressure, rebalances, dead letters, delivery failures, stopping."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import orjson
+import pytest
+from kafka import TopicPartition
+
+from schemas.dead_letter import DeadLetterHeaders
+from tests.fake_engine import FakeEngine
+from tests.fake_kafka import (
+    FakeBroker,
+    FakeConsumer,
+    FakeProducer,
+    FakeTransactionalProducer,
+)
+from worker.app import build_processor
+from worker.kafka.clients import producer_config
+from worker.pipeline.processor import ExitCode, StreamProcessor
+from worker.pipeline.progress import Progress
+from worker.runtime.http_endpoints import HealthState
+from worker.runtime.metrics import WorkerMetrics
+from worker.settings.worker_settings import load_settings
+
+TOPIC = "docs"
+P0, P1, P2 = (TopicPartition(TOPIC, p) for p in range(3))
+
+
+def doc(i: int) -> bytes:
+    return orjson.dumps({"id": f"d{i}", "text": "fish and milk"})
+
+
+@dataclass
+class Rig:
+    processor: StreamProcessor
+    broker: FakeBroker
+    consumer: FakeConsumer
+    producer: FakeProducer
+    engine: FakeEngine
+    metrics: WorkerMetrics
+    health: HealthState
+
+    def outputs(self, topic: str = "out") -> list[str]:
+        return [orjson.loads(value)["id"] for t, _, value, _ in self.producer.sent if t == topic]
+
+    def metric(self, name: str, **labels) -> float | None:
+        return self.metrics.registry.get_sample_value(name, labels)
+
+    def run(self, until=lambda consumer: consumer.polls > 50):
+        def hook(consumer: FakeConsumer) -> None:
+            if until(consumer):
+                self.processor.request_stop("test")
+
+        self.consumer.on_poll = hook
+        return self.processor.run()
+
+    def start(self, iterations: int = 1) -> None:
+        """Subscribe as ``run`` does, then run ``iterations`` loop iterations."""
+        self.processor.subscribe()
+        for _ in range(iterations):
+            self.processor.run_once()
+
+
+def make(data: dict[int, list[bytes]], *, engine: FakeEngine | None = None,
+         producer: dict | None = None, **overrides) -> Rig:
+    broker = FakeBroker()
+    broker.create_topic(TOPIC, max(data) + 1)
+    for topic in ("out", "dlq"):
+        broker.create_topic(topic)
+    for partition, values in data.items():
+        for index, value in enumerate(values):
+            broker.append(TOPIC, partition, f"k{index}".encode(), value)
+    consumer = FakeConsumer(broker, "g", TOPIC, assign=data)
+    engine = engine or FakeEngine()
+    transactional = overrides.get("delivery") == "exactly-once"
+    fake_producer = (FakeTransactionalProducer if transactional else FakeProducer)(
+        broker, **(producer or {}))
+    values = dict(
+        bootstrap_servers="x:1", input_topic=TOPIC, output_topic="out", dlq_topic="dlq",
+        group_id="g", model="/m", commit_interval_ms=10, drain_timeout_s=2,
+        revoke_timeout_s=0.5, metrics_port=-1, poll_timeout_ms=1,
+    )
+    settings = load_settings(**{**values, **overrides})
+    metrics = WorkerMetrics()
+    health = HealthState(settings.operations.stall_timeout_s)
+    processor = build_processor(settings, engine=engine, consumer=consumer,
+                                producer=fake_producer, metrics=metrics, health=health,
+                                progress=Progress(metrics))
+    return Rig(processor, broker, consumer, fake_producer, engine, metrics, health)
+
+
+def test_out_of_order_results_commit_only_the_contiguous_prefix():
+    rig = make({0: [doc(i) for i in range(10)]}, engine=FakeEngine(auto=False, reverse=True))
+    rig.start()  # assigned + 10 records submitted
+    assert rig.processor.registry.count() == 10
+    rig.engine.finish([f"d{i}" for i in range(9, 0, -1)])  # all but offset 0, newest first
+    for _ in range(3):
+        rig.processor.run_once()
+    assert rig.processor.registry.count() == 1
+    assert all(P0 not in commit for commit in rig.consumer.commits)  # nothing committable yet
+    rig.engine.release(1)
+    outcome = rig.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert rig.consumer.committed_now() == {P0: 10}
+    assert sorted(rig.outputs()) == sorted(f"d{i}" for i in range(10))
+    assert rig.metric("eurovoc_documents_produced_total") == 10
+
+
+def test_backpressure_pauses_while_a_step_is_full_and_polling_goes_on():
+    rig = make({0: [doc(i) for i in range(30)], 1: [doc(100 + i) for i in range(30)]},
+               engine=FakeEngine(auto=False), max_in_flight=8)
+    rig.start(3)
+    assert rig.engine.pending() == 8  # the classify step's capacity; the rest is held
+    assert rig.consumer.paused_set == {P0, P1}
+    assert rig.metric("eurovoc_paused_partitions") == 2
+    assert rig.metric("eurovoc_paused_seconds") > 0
+    polls = rig.consumer.polls
+    rig.processor.run_once()
+    assert rig.consumer.polls == polls + 1  # still polling while paused
+    rig.engine.release(3)
+    rig.processor.run_once()  # the results go on...
+    rig.processor.run_once()  # ...and three held records take their place
+    assert rig.engine.pending() == 8 and rig.consumer.paused_set == {P0, P1}
+    rig.engine.auto = True
+    rig.engine.release(len(rig.engine.queue))
+    outcome = rig.run(lambda c: c.positions == {P0: 30, P1: 30} and c.polls > 60)
+    assert outcome.exit_code == ExitCode.OK
+    assert rig.consumer.committed_now() == {P0: 30, P1: 30}
+    assert len(rig.outputs()) == 60
+
+
+def test_partitions_resume_once_every_held_record_was_taken():
+    rig = make({0: [doc(i) for i in range(12)]}, engine=FakeEngine(auto=False),
+               max_in_flight=8, max_poll_records=10)
+    rig.start(2)
+    assert rig.consumer.paused_set == {P0}
+    rig.engine.release(8)
+    for _ in range(3):
+        rig.processor.run_once()
+    assert rig.consumer.paused_set == set()  # the two held ones went in: fetching again
+    assert rig.metric("eurovoc_paused_partitions") == 0
+    assert rig.metric("eurovoc_paused_seconds") == 0
+
+
+def test_revoke_finishes_and_commits_before_the_next_poll():
+    rig = make({0: [doc(i) for i in range(5)], 1: [doc(10 + i) for i in range(5)]},
+               engine=FakeEngine(auto=False), producer={"auto": False})
+    rig.start()
+    assert rig.processor.registry.count() == 10
+    finished = []
+
+    def poll_results(timeout=0.0, real=rig.engine.poll_results):
+        # While the processor finishes the revoked partition, the model and broker complete.
+        finished.append(rig.consumer.polls)
+        rig.engine.release(len(rig.engine.queue))
+        rig.producer.ack_all()
+        return real(timeout)
+
+    rig.engine.poll_results = poll_results
+    rig.consumer.events.append(("revoked", {P1}))
+    polls_before = rig.consumer.polls
+    rig.processor.run_once()  # poll delivers the revoke; P1 is finished inside this iteration
+    assert rig.consumer.polls == polls_before + 1
+    assert rig.consumer.commits and rig.consumer.commits[-1] == {P1: 5}
+    assert rig.processor.registry.partitions() == [P0]
+
+
+def test_revoke_past_the_deadline_drops_the_rest_uncommitted():
+    rig = make({0: [doc(i) for i in range(4)]}, engine=FakeEngine(auto=False))
+    rig.start()
+    rig.engine.release(1)  # offset 0 done; 1..3 stuck in the model
+    rig.consumer.events.append(("revoked", {P0}))
+    rig.processor.run_once()
+    assert rig.consumer.committed_now() == {P0: 1}
+    assert rig.engine.pending() == 0  # the three were cancelled: the engine drops them
+    assert rig.processor.registry.count() == 0
+
+
+def test_lost_partitions_are_dropped_without_commit():
+    rig = make({0: [doc(i) for i in range(4)]}, engine=FakeEngine(auto=False))
+    rig.start()
+    rig.consumer.events.append(("lost", {P0}))
+    rig.processor.run_once()
+    assert rig.consumer.commits == []
+    assert rig.processor.registry.count() == 0 and rig.engine.pending() == 0
+    rig.engine.release(4)  # nothing of the lost partition comes back
+    rig.processor.run_once()
+    assert rig.producer.sent == []
+
+
+def test_a_failed_delivery_is_not_resent_and_stops_the_worker():
+    # The idempotent producer retried it in order until delivery_timeout_ms: re-sending it
+    # would put it behind later outputs of the same key (fault 6).
+    rig = make({0: [doc(i) for i in range(3)]}, producer={"fail_first": 1})
+    outcome = rig.run()
+    assert outcome.exit_code == ExitCode.FATAL
+    assert "delivery to topic out failed" in outcome.message and "docs/0@0" in outcome.message
+    assert rig.outputs().count("d0") == 1
+    assert rig.consumer.committed_now().get(P0, 0) == 0  # offset 0 never acknowledged
+    assert rig.consumer.closed
+
+
+def test_a_failed_delivery_commits_what_was_acknowledged_before_it():
+    rig = make({0: [doc(i) for i in range(2)], 1: [doc(10 + i) for i in range(2)]},
+               producer={"auto": False})
+    rig.start()
+    rig.producer.ack_all(skip=lambda topic, key: key == b"d1")  # everything but P0@1
+
+    def fail_d1(consumer):
+        for future, _, key, *_ in rig.producer.held:
+            if key == b"d1" and not future.is_done:
+                future.failure(TimeoutError("delivery timed out"))
+
+    rig.consumer.on_poll = fail_d1
+    outcome = rig.processor.run()
+    assert outcome.exit_code == ExitCode.FATAL
+    assert rig.consumer.committed_now() == {P0: 1, P1: 2}
+
+
+def test_deliveries_are_retried_by_the_idempotent_producer_only():
+    settings = load_settings(bootstrap_servers="x:1", input_topic="a", output_topic="b",
+                             dlq_topic="c", group_id="g", model="/m", delivery_timeout_ms=45_000)
+    config = producer_config(settings)
+    assert (config["enable_idempotence"], config["acks"]) == (True, "all")
+    assert config["delivery_timeout_ms"] == 45_000
+    assert config["max_in_flight_requests_per_connection"] <= 5  # order kept by idempotence
+    with pytest.raises(ValueError, match="delivery_retries was removed"):
+        load_settings(**settings.model_dump(mode="python"), delivery_retries=3)
+
+
+def test_bad_records_are_dead_lettered_and_committed():
+    values = [doc(0), b"not json", b"\xff", doc(3), orjson.dumps({"id": "e", "text": ""})]
+    rig = make({0: values}, engine=FakeEngine(fail_ids={"d3"}))
+    outcome = rig.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert rig.consumer.committed_now() == {P0: 5}
+    dead = [(key, value, dict(headers)) for topic, key, value, headers in rig.producer.sent
+            if topic == "dlq"]
+    assert sorted(h["error.type"] for _, _, h in dead) == sorted([
+        b"not_json", b"not_utf8", b"empty_message", b"inference_failed"])
+    assert (b"k1", b"not json") in [(key, value) for key, value, _ in dead]
+    assert rig.outputs() == ["d0"]
+    assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_utf8") == 1
+
+
+def test_a_replayed_records_count_is_carried_into_its_new_dead_letter():
+    rig = make({0: [b"not json", doc(1), doc(2)]}, engine=FakeEngine(fail_ids={"d1", "d2"}))
+    log = rig.broker.topics[TOPIC][0]
+    replayed = [("replay.count", b"2"), ("other", b"x")]
+    log[:] = [log[0]._replace(headers=replayed), log[1]._replace(headers=replayed),
+              log[2]._replace(headers=[("replay.count", b"junk")])]
+    assert rig.run().exit_code == ExitCode.OK
+    dead = sorted((DeadLetterHeaders.from_kafka_headers(headers) for topic, _, _, headers
+                   in rig.producer.sent if topic == "dlq"), key=lambda h: h.source_offset)
+    assert [(h.error_type.value, h.replay_count, h.schema_version) for h in dead] == [
+        ("not_json", 2, 2), ("inference_failed", 2, 2), ("inference_failed", 0, 2)]
+
+
+def test_dlq_limit_stops_with_exit_3_and_commits_only_before_the_trip():
+    rig = make({0: [doc(0), doc(1)] + [b"junk"] * 10}, dlq_max_consecutive=4)
+    outcome = rig.run(lambda c: False)
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "4 consecutive" in outcome.message
+    # two good + three dead letters handled; the fourth bad record tripped the limit
+    assert rig.consumer.committed_now() == {P0: 5}
+
+
+def test_the_dead_letter_ratio_counts_each_record_once():
+    # Fault 1: an inference failure used to count as good at decode and bad at its result,
+    # so with a model failing everything the ratio stayed at 50 % and 0.8 never tripped.
+    # One record per poll interleaves decoding and results as a steady stream does.
+    ids = [f"d{i}" for i in range(40)]
+    rig = make({0: [doc(i) for i in range(40)]}, engine=FakeEngine(fail_ids=ids),
+               dlq_max_consecutive=0, dlq_max_ratio=0.8, dlq_ratio_window=10,
+               max_poll_records=1)
+    outcome = rig.run(lambda c: False)
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "10 of the last 10" in outcome.message
+    assert rig.consumer.committed_now().get(P0, 0) == 9  # nine dead letters, then the trip
+
+
+def test_the_consecutive_limit_is_not_reset_by_decoding():
+    rig = make({0: [doc(i) for i in range(40)]},
+               engine=FakeEngine(fail_ids=[f"d{i}" for i in range(40)]),
+               dlq_max_consecutive=5, dlq_max_ratio=1.0, max_poll_records=1)
+    outcome = rig.run(lambda c: False)
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT and "5 consecutive" in outcome.message
+    assert rig.consumer.committed_now().get(P0, 0) == 4
+
+
+def test_stop_drains_in_flight_work_then_commits():
+    rig = make({0: [doc(i) for i in range(6)]}, engine=FakeEngine(auto=False))
+
+    def hook(consumer):
+        if consumer.polls == 2:
+            rig.processor.request_stop("SIGTERM")
+            rig.engine.release(6)  # the model finishes during the drain
+
+    rig.consumer.on_poll = hook
+    outcome = rig.processor.run()
+    assert outcome.exit_code == ExitCode.OK and outcome.message == "SIGTERM"
+    assert rig.consumer.committed_now() == {P0: 6}
+    assert rig.consumer.paused_set == {P0}  # fetching stopped at once
+    assert rig.consumer.closed
+
+
+def test_stop_past_the_drain_deadline_leaves_work_uncommitted():
+    rig = make({0: [doc(i) for i in range(3)]}, engine=FakeEngine(auto=False),
+               drain_timeout_s=0.2)
+    rig.consumer.on_poll = lambda c: rig.processor.request_stop("SIGTERM") if c.polls == 2 else None
+    started = time.monotonic()
+    outcome = rig.processor.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert time.monotonic() - started < 2
+    assert rig.consumer.commits == []
+    assert rig.engine.pending() == 0  # cancelled on the way out
+
+
+@pytest.mark.parametrize("strategy", ["range"])
+def test_eager_rebalance_keeps_partitions_that_stay(strategy):
+    rig = make({0: [doc(i) for i in range(3)], 1: [doc(10 + i) for i in range(3)]},
+               engine=FakeEngine(auto=False), assignment_strategy=strategy)
+    rig.start()
+    rig.consumer.events += [("revoked", {P0, P1}), ("assigned", {P0})]
+    rig.processor.run_once()
+    assert rig.processor.registry.partitions() == [P0]  # P1 moved away: dropped uncommitted
+    rig.engine.auto = True
+    rig.engine.release(len(rig.engine.queue))
+    outcome = rig.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert rig.consumer.committed_now() == {P0: 3}
+
+
+def test_pauses_are_reapplied_to_partitions_assigned_while_paused():
+    rig = make({0: [doc(i) for i in range(20)], 1: [doc(100 + i) for i in range(20)],
+                2: [doc(200 + i) for i in range(20)]}, engine=FakeEngine(auto=False),
+               max_in_flight=8)
+    rig.consumer.events = [("assigned", {P0, P1})]
+    rig.start(3)
+    assert rig.consumer.paused_set == {P0, P1}
+    rig.consumer.events.append(("assigned", {P2}))  # a cooperative rebalance adds P2
+    rig.processor.run_once()
+    assert rig.consumer.paused_set == {P0, P1, P2}
+    assert rig.metric("eurovoc_paused_partitions") == 3
+
+
+def test_a_revoke_while_stopping_ends_at_the_drain_deadline():
+    rig = make({0: [doc(i) for i in range(3)], 1: [doc(10 + i) for i in range(3)]},
+               engine=FakeEngine(auto=False), drain_timeout_s=0.3, revoke_timeout_s=10)
+
+    def hook(consumer):
+        if consumer.polls == 2:
+            rig.processor.request_stop("SIGTERM")
+            consumer.events.append(("revoked", {P1}))
+
+    rig.consumer.on_poll = hook
+    started = time.monotonic()
+    outcome = rig.processor.run()
+    assert outcome.exit_code == ExitCode.OK
+    assert time.monotonic() - started < 3  # not the 10 s revoke timeout
+    assert rig.consumer.commits == []
+    assert rig.engine.pending() == 0
+
+
+def test_a_stop_requested_during_a_revoke_cuts_it_to_the_drain_deadline():
+    # Fault 5: SIGTERM while a revoke waits for the model took revoke_timeout_s + drain.
+    rig = make({0: [doc(i) for i in range(3)]}, engine=FakeEngine(auto=False),
+               drain_timeout_s=0.3, revoke_timeout_s=20)
+    rig.start()
+    stop_after = time.monotonic() + 0.2
+
+    def poll_results(timeout=0.0, real=rig.engine.poll_results):
+        if time.monotonic() > stop_after:
+            rig.processor.request_stop("SIGTERM")  # arrives in the middle of the revoke
+        return real(timeout)
+
+    rig.engine.poll_results = poll_results
+    rig.consumer.events.append(("revoked", {P0}))
+    started = time.monotonic()
+    rig.processor.run_once()
+    assert time.monotonic() - started < 1.5
+
+
+def test_an_unacknowledged_output_holds_back_the_commit_of_its_partition():
+    rig = make({0: [doc(i) for i in range(3)], 1: [doc(10 + i) for i in range(3)]},
+               producer={"auto": False})
+    rig.start()
+    rig.producer.ack_all(skip=lambda topic, key: key == b"d0")  # P0 offset 0 unacknowledged
+    for _ in range(5):
+        rig.processor.run_once()
+        time.sleep(0.02)
+    assert rig.consumer.committed_now() == {P1: 3}  # P0 held at its unacknowledged offset 0
+    rig.producer.ack_all()
+    outcome = rig.run(lambda c: rig.processor.registry.count() == 0)
+    assert outcome.exit_code == ExitCode.OK
+    assert rig.consumer.committed_now() == {P0: 3, P1: 3}
+
+
+def test_readiness_follows_the_assignment_and_the_membership():
+    # Fault 4: /readyz said ready before the partitions came and after they were lost.
+    rig = make({0: [doc(i) for i in range(3)]})
+    rig.health.model_loaded = True
+    assert not rig.health.ready()[0]
+    rig.consumer.events.clear()
+    rig.start()
+    assert rig.health.ready() == (False, "not a member of the consumer group (joining, or "
+                                         "membership lost)")
+    rig.consumer.events.append(("assigned", {P0}))
+    rig.processor.run_once()
+    assert rig.health.ready() == (True, "ok")
+    rig.consumer.events.append(("lost", {P0}))
+    rig.processor.run_once()
+    assert not rig.health.ready()[0]
+    rig.consumer.events.append(("assigned", {P0}))
+    rig.processor.run_once()
+    assert rig.health.ready()[0]
+    rig.processor.request_stop("SIGTERM")
+    rig.processor.run()
+    assert rig.health.ready() == (False, "stopping")
+
+
+def test_partitions_never_fetched_from_count_as_work_for_the_watchdog():
+    # A consumer that joined and then never fetched (seen with kafka-python 3.0.x) has no
+    # lag to show; the watchdog must still see that there may be work.
+    rig = make({0: [], 1: []})
+    rig.start()
+    rig.processor.update_lag()
+    assert not rig.processor.has_work()  # fetched: nothing there
+    rig.consumer.highwater = lambda tp: None if tp == P1 else 0
+    rig.processor.update_lag()
+    assert rig.processor.has_work()

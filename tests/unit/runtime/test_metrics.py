@@ -1,0 +1,30 @@
+"""Metrics with logic of their own: how long backpressure has kept the partitions paused."""
+
+import time
+
+from worker.runtime.metrics import WorkerMetrics
+
+
+def value(metrics: WorkerMetrics, name: str) -> float:
+    return metrics.registry.get_sample_value(name)
+
+
+def test_paused_seconds_counts_from_the_first_pause_until_a_resume():
+    metrics = WorkerMetrics()
+    assert value(metrics, "eurovoc_paused_seconds") == 0.0
+    metrics.set_paused(3)
+    time.sleep(0.05)
+    first = value(metrics, "eurovoc_paused_seconds")
+    metrics.set_paused(4)  # more partitions paused: still the same pause
+    time.sleep(0.05)
+    assert value(metrics, "eurovoc_paused_seconds") >= first + 0.04 >= 0.09
+    assert value(metrics, "eurovoc_paused_partitions") == 4
+    metrics.set_paused(0)
+    assert value(metrics, "eurovoc_paused_seconds") == 0.0
+    assert value(metrics, "eurovoc_paused_partitions") == 0
+
+
+def test_out_of_memory_splits_are_a_counter():
+    metrics = WorkerMetrics()
+    metrics.oom_splits.inc(2)
+    assert value(metrics, "eurovoc_oom_splits_total") == 2

@@ -1,0 +1,183 @@
+"""``eurovoc-worker replay-dlq``: republish dead letters to the input topic.
+
+* The end offsets of the dead-letter topic are taken once at the start; the replay stops there,
+  so the dead letters its own replays produce are not replayed in the same run.
+* Each replayed record keeps its key and value and carries ``replay.count`` = the dead letter's
+  count + 1; the worker copies that header into any new dead letter of the record, and dead
+  letters already replayed ``max_replays`` times are skipped.
+* Dead letters whose value was cut to fit the dead-letter topic (``error.truncated_from``) are
+  never replayed (the original is gone): they are skipped and counted, like those outside the
+  filters or of another source topic.
+* Progress is committed to the replay's own consumer group after every batch, once the broker has
+  acknowledged the batch's records (idempotent producer, acks=all): an interrupted replay resumes
+  where it stopped. A crash between the acknowledgement and the commit republishes at most that
+  batch (at-least-once, like the worker).
+* ``dry_run`` prints one JSON line per dead letter with what would happen, and sends and commits
+  nothing.
+"""
+
+import logging
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import orjson
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from pydantic import ValidationError
+
+from schemas.dead_letter import REPLAY_COUNT_HEADER, DeadLetterHeaders
+from worker.kafka.clients import security_config
+from worker.settings.replay import ReplaySettings, Skip
+
+logger = logging.getLogger(__name__)
+
+CLIENT_ID = "eurovoc-replay-dlq"
+_POLL_MS = 500
+_IDLE_GIVE_UP_S = 30.0  # positions below the snapshot but nothing comes: stop, do not spin
+
+
+class ReplayError(RuntimeError):
+    """The replay cannot go on (a missing topic, a failed delivery)."""
+
+
+@dataclass
+class ReplayReport:
+    group_id: str
+    dry_run: bool
+    read: int = 0
+    replayed: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    replayed_by_error_type: Counter = field(default_factory=Counter)
+    complete: bool = False
+
+    def as_dict(self) -> dict:
+        return {"group_id": self.group_id, "dry_run": self.dry_run, "read": self.read,
+                "replayed": self.replayed, "skipped": dict(self.skipped),
+                "replayed_by_error_type": dict(self.replayed_by_error_type),
+                "complete": self.complete}
+
+
+class StopFlag:
+    """SIGINT/SIGTERM: finish the batch, commit it, stop."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __enter__(self) -> "StopFlag":
+        self._previous = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _set(self, signum: int, _frame) -> None:
+        self.signum = signum
+
+
+def replay(settings: ReplaySettings, out: TextIO, stop: StopFlag | None = None) -> ReplayReport:
+    """Replay the dead letters ``settings`` select; return what was done."""
+    report = ReplayReport(settings.group_id, settings.dry_run)
+    connection = security_config(settings, CLIENT_ID)
+    consumer = KafkaConsumer(
+        **connection, group_id=report.group_id, enable_auto_commit=False,
+        auto_offset_reset="earliest", allow_auto_create_topics=False, max_poll_records=500,
+    )
+    producer = None
+    try:
+        partitions = consumer.partitions_for_topic(settings.dlq_topic)
+        if not partitions:
+            raise ReplayError(f"dead-letter topic {settings.dlq_topic!r} does not exist")
+        assigned = [TopicPartition(settings.dlq_topic, p) for p in sorted(partitions)]
+        consumer.assign(assigned)
+        end = consumer.end_offsets(assigned)
+        if not settings.dry_run:
+            producer = KafkaProducer(**connection, acks="all", enable_idempotence=True,
+                                     linger_ms=5, allow_auto_create_topics=False)
+        _run(settings, consumer, producer, end, report, out, stop or StopFlag())
+    finally:
+        if producer is not None:
+            producer.close(timeout=5)
+        consumer.close(autocommit=False)
+    return report
+
+
+def _run(settings, consumer, producer, end, report, out, stop) -> None:
+    remaining = {tp for tp in end if consumer.position(tp) < end[tp]}
+    idle_since = time.monotonic()
+    while remaining and stop.signum is None:
+        batch = consumer.poll(timeout_ms=_POLL_MS)
+        futures, done = [], {}
+        for tp, records in batch.items():
+            for record in records:
+                if record.offset >= end[tp] or _limit_reached(settings, report):
+                    break
+                report.read += 1
+                future = _handle(settings, record, producer, report, out)
+                if future is not None:
+                    futures.append(future)
+                done[tp] = record.offset + 1
+        if done:
+            idle_since = time.monotonic()
+            _acknowledge_and_commit(consumer, producer, futures, done)
+        if _limit_reached(settings, report):
+            break
+        remaining = {tp for tp in remaining if consumer.position(tp) < end[tp]}
+        if remaining and time.monotonic() - idle_since > _IDLE_GIVE_UP_S:
+            logger.warning("no dead letters for %.0f s below the end offsets of %s; stopping",
+                           _IDLE_GIVE_UP_S, sorted(str(tp.partition) for tp in remaining))
+            break
+    report.complete = not remaining and stop.signum is None
+
+
+def _limit_reached(settings: ReplaySettings, report: ReplayReport) -> bool:
+    return settings.limit is not None and report.replayed >= settings.limit
+
+
+def _handle(settings, record, producer, report, out):
+    """Decide on one dead letter; send it (returning the send's future) unless it is skipped."""
+    try:
+        headers = DeadLetterHeaders.from_kafka_headers(record.headers or [])
+        reason = settings.skip_reason(headers)
+    except (ValidationError, UnicodeDecodeError):
+        headers, reason = None, Skip.UNREADABLE
+    if reason is not None:
+        report.skipped[reason.value] += 1
+    else:
+        report.replayed += 1
+        report.replayed_by_error_type[headers.error_type.value] += 1
+    if settings.dry_run:
+        out.write(orjson.dumps(_describe(record, headers, reason)).decode() + "\n")
+        return None
+    if reason is not None:
+        return None
+    replayed = str(headers.replay_count + 1).encode()
+    return producer.send(settings.input_topic, key=record.key, value=record.value,
+                         headers=[(REPLAY_COUNT_HEADER, replayed)])
+
+
+def _describe(record, headers: DeadLetterHeaders | None, reason: Skip | None) -> dict:
+    line = {"dlq_partition": record.partition, "dlq_offset": record.offset,
+            "key": record.key.decode("utf-8", "replace") if record.key is not None else None,
+            "action": "replay" if reason is None else f"skip: {reason.value}"}
+    if headers is not None:
+        line.update(error_type=headers.error_type.value,
+                    source=f"{headers.source_topic}/{headers.source_partition}@{headers.source_offset}",
+                    failed_at=headers.failed_at.isoformat(), replay_count=headers.replay_count)
+    return line
+
+
+def _acknowledge_and_commit(consumer, producer, futures, done) -> None:
+    if producer is None:  # dry run: nothing sent, nothing committed
+        return
+    producer.flush(timeout=60)
+    for future in futures:
+        try:
+            future.get(timeout=10)
+        except Exception as exc:  # noqa: BLE001 - kafka errors and timeouts alike
+            raise ReplayError(f"republishing failed ({exc!r}); this batch was not committed and "
+                              "is sent again by the next run") from exc
+    consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in done.items()})

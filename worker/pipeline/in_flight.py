@@ -1,0 +1,171 @@
+"""The one in-flight registry: every consumed record, in offset order, until it is committed.
+
+A record is added when ``poll()`` returns it and stays here (and nowhere else) until its output
+or dead letter was acknowledged *and* every record before it in its partition was too: then its
+offset is behind the partition's *contiguous watermark*, the offset that may be committed.
+Length-sorted batching finishes documents out of order, so the watermark is never "the highest
+offset seen" but one past the last record below which all are acknowledged; it follows the
+records, not offset arithmetic (compacted topics and transaction markers leave gaps).
+
+Each record's outcome (produced, or dead-lettered with a reason) is counted here, once, when it
+is acknowledged; a record of a revoked or lost partition is cancelled and never counted.
+
+Only the processor's thread uses the registry (the engine only reads ``WorkItem.cancelled``).
+"""
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+
+from kafka import TopicPartition
+
+from worker.pipeline.work_items import Stage, WorkItem
+from worker.runtime.metrics import WorkerMetrics
+
+
+class _Partition:
+    __slots__ = ("items", "acked", "watermark", "committed", "first_offset", "unacked")
+
+    def __init__(self) -> None:
+        self.items: deque[WorkItem] = deque()  # in offset order
+        self.acked: set[int] = set()  # offsets acknowledged (or abandoned: see abandon())
+        self.watermark: int | None = None  # the committable offset
+        self.committed: int | None = None  # the last offset committed by this worker
+        self.first_offset: int | None = None  # of the first record read (lag before a commit)
+        self.unacked = 0
+
+
+class InFlightRegistry:
+    def __init__(self, metrics: WorkerMetrics) -> None:
+        self._metrics = metrics
+        self._partitions: dict[TopicPartition, _Partition] = {}
+        self._count = 0
+
+    # -- records in ---------------------------------------------------------------------------
+
+    def add(self, partition: TopicPartition, item: WorkItem) -> None:
+        """Track a record just returned by ``poll()`` (offsets must increase per partition)."""
+        state = self._partitions.get(partition)
+        if state is None:
+            state = self._partitions[partition] = _Partition()
+        offset = item.source.offset
+        if state.items and offset <= state.items[-1].source.offset:
+            raise ValueError(f"{partition}: offset {offset} is not above "
+                             f"{state.items[-1].source.offset}")
+        if state.watermark is not None and offset < state.watermark:
+            raise ValueError(f"{partition}: offset {offset} is below the watermark")
+        if state.first_offset is None:
+            state.first_offset = offset
+        state.items.append(item)
+        state.unacked += 1
+        self._count += 1
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def acknowledged(self, item: WorkItem, now: float, *, latency: bool = True) -> bool:
+        """The broker acknowledged the item's output or dead letter (exactly-once: the
+        transaction step holds it): count its outcome once, and its end-to-end latency unless
+        ``latency`` is False (the transaction step observes it at the commit).
+
+        False (and nothing counted) for an item that was cancelled meanwhile.
+        """
+        if item.cancelled:
+            return False
+        state = self._state_of(item)
+        offset = item.source.offset
+        if state is None or offset in state.acked:
+            return False
+        state.acked.add(offset)
+        state.unacked -= 1
+        self._count -= 1
+        item.enter(Stage.COMMIT)
+        metrics = self._metrics
+        if item.rejection is None:
+            metrics.produced.inc()
+            if latency:
+                metrics.end_to_end_seconds.observe(now - item.received_at)
+        else:
+            metrics.dead_lettered.labels(item.rejection.error_type.value).inc()
+        item.value = item.labels = item.output = item.document = None  # no longer needed
+        return True
+
+    def abandon(self, item: WorkItem) -> None:
+        """Leave ``item`` unfinished for good (the worker is stopping on the dead-letter limit):
+        it no longer counts as in flight, and its partition's watermark never passes it."""
+        state = self._state_of(item)
+        if state is not None and not item.cancelled and item.source.offset not in state.acked:
+            item.cancelled = True
+            state.unacked -= 1
+            self._count -= 1
+
+    # -- partitions -----------------------------------------------------------------------------
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> int:
+        """Forget partitions (revoked or lost): their unfinished items are cancelled, never
+        committed here. Returns how many unfinished items were dropped."""
+        dropped = 0
+        for partition in partitions:
+            state = self._partitions.pop(partition, None)
+            if state is None:
+                continue
+            for item in state.items:
+                if not item.cancelled and item.source.offset not in state.acked:
+                    dropped += 1
+                item.cancelled = True
+            self._count -= state.unacked
+        return dropped
+
+    def committable(self, partitions: Iterable[TopicPartition] | None = None
+                    ) -> dict[TopicPartition, int]:
+        """Advance the watermarks; ``{partition: offset}`` where it is ahead of the last commit."""
+        out = {}
+        for partition in self._partitions if partitions is None else partitions:
+            state = self._partitions.get(partition)
+            if state is None:
+                continue
+            items, acked = state.items, state.acked
+            while items and items[0].source.offset in acked and not items[0].cancelled:
+                offset = items.popleft().source.offset
+                acked.discard(offset)
+                state.watermark = offset + 1
+            if state.watermark is not None and state.watermark != state.committed:
+                out[partition] = state.watermark
+        return out
+
+    def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
+        for partition, offset in offsets.items():
+            state = self._partitions.get(partition)
+            if state is not None and (state.committed is None or offset > state.committed):
+                state.committed = offset  # a late asynchronous commit never moves it back
+
+    # -- questions ------------------------------------------------------------------------------
+
+    def count(self, partitions: Iterable[TopicPartition] | None = None) -> int:
+        """Items read and not yet acknowledged (abandoned ones excluded)."""
+        if partitions is None:
+            return self._count
+        return sum(self._partitions[p].unacked for p in partitions if p in self._partitions)
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        """The last offset this worker committed, else the first offset it read (lag)."""
+        state = self._partitions.get(partition)
+        if state is None:
+            return None
+        return state.committed if state.committed is not None else state.first_offset
+
+    def oldest(self) -> WorkItem | None:
+        """The unacknowledged item read longest ago."""
+        return min(self._unacked(), key=lambda item: item.received_at, default=None)
+
+    def partitions(self) -> list[TopicPartition]:
+        return list(self._partitions)
+
+    def _unacked(self) -> Iterator[WorkItem]:
+        for state in self._partitions.values():
+            for item in state.items:
+                if not item.cancelled and item.source.offset not in state.acked:
+                    yield item
+                    break  # offset order: the first unacknowledged one is the partition's oldest
+
+    def _state_of(self, item: WorkItem) -> _Partition | None:
+        source = item.source
+        return self._partitions.get(TopicPartition(source.topic, source.partition))

@@ -1,0 +1,9 @@
+"""The steps of the chain, one a file, composed in ``worker.app``::
+
+    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► ProduceStep ─► CommitStep
+                           │ rejected       │ failed      ▲
+                           └────────► DeadLetterStep ─────┘
+
+``base`` is the step interface; with ``--delivery exactly-once`` one ``TransactionStep``
+(``transaction``) takes the place of the produce and commit steps.
+"""

@@ -1,0 +1,115 @@
+"""Produce step: label messages and dead letters to their topics; acknowledged ones go on.
+
+Every output is sent at once (no ``flush()`` per batch) with a callback and an errback that only
+append to a deque and wake the processor (they run on the producer's IO thread); ``poll`` takes
+the acknowledgements on the processor's thread and hands the items to the commit step.
+
+Delivery: the producer is idempotent with ``acks=all`` and retries a record by itself for up to
+``delivery_timeout_ms`` without reordering it. A record that still fails is fatal:
+:class:`DeliveryFailed` is raised from ``poll``; its offset was never committed and later
+offsets of its partition are not either (the watermark stops at it), so the worker commits what
+was acknowledged and exits 1 — it never re-sends out of order itself.
+
+Bounded: kafka-python 3's producer buffers without limit, so the step holds at most
+``max_buffer_bytes`` of unacknowledged outputs and rejects more (``MessageRejected``).
+
+Exactly-once replaces this step and the commit step by ``worker.pipeline.steps.transaction``, which holds
+the outputs and sends those below the watermark inside a transaction.
+"""
+
+import threading
+from collections import deque
+
+from kafka.errors import KafkaError
+
+from schemas.codec import encode_message
+from worker.pipeline.progress import Event, Progress
+from worker.pipeline.steps.base import MessageRejected, Step, join_then_next
+from worker.pipeline.work_items import Output, WorkItem
+
+
+class DeliveryFailed(RuntimeError):
+    """An output or dead letter could not be delivered within the producer's delivery timeout."""
+
+
+class ProduceStep:
+    def __init__(
+        self,
+        producer,
+        next_step: Step,
+        *,
+        output_topic: str,
+        max_buffer_bytes: int,
+        wakeup: threading.Event,
+        progress: Progress | None = None,
+    ) -> None:
+        self._producer = producer
+        self._next = next_step
+        self._topic = output_topic
+        self._max_bytes = max_buffer_bytes
+        self._wakeup = wakeup
+        self._progress = progress
+        self._completions: deque[tuple[WorkItem, int, BaseException | None]] = deque()
+        self._pending_bytes = 0
+        self._unacknowledged = 0
+
+    def unacknowledged(self) -> int:
+        return self._unacknowledged
+
+    def submit(self, item: WorkItem) -> None:
+        if item.output is None:
+            labels = item.labels
+            item.output = Output(self._topic, labels.id.encode(), encode_message(labels))
+        output = item.output
+        size = len(output.value or b"") + len(output.key or b"")
+        if self._pending_bytes and self._pending_bytes + size > self._max_bytes:
+            raise MessageRejected
+        try:
+            future = self._producer.send(output.topic, value=output.value, key=output.key,
+                                         headers=output.headers)
+        except KafkaError as exc:  # no metadata within max_block_ms: e.g. the topic is gone
+            raise DeliveryFailed(_failure(item, exc)) from exc
+        self._pending_bytes += size
+        self._unacknowledged += 1
+        future.add_callback(self._on_acknowledged, item, size)
+        future.add_errback(self._on_failed, item, size)
+
+    # Run on the producer's IO thread: append and wake the processor, nothing else.
+    def _on_acknowledged(self, item: WorkItem, size: int, _metadata) -> None:
+        self._completions.append((item, size, None))
+        self._wakeup.set()
+
+    def _on_failed(self, item: WorkItem, size: int, exc: BaseException) -> None:
+        self._completions.append((item, size, exc))
+        self._wakeup.set()
+
+    def poll(self) -> None:
+        completions = self._completions
+        acknowledged = False
+        while completions:
+            item, size, exc = completions.popleft()
+            self._pending_bytes -= size
+            self._unacknowledged -= 1
+            if exc is not None:
+                if not item.cancelled:
+                    raise DeliveryFailed(_failure(item, exc))
+                continue
+            acknowledged = True
+            self._next.submit(item)
+        if acknowledged and self._progress is not None:
+            self._progress.mark(Event.ACK)
+        self._next.poll()
+
+    def join(self, timeout: float | None) -> None:
+        """Wait for the acknowledgement of everything sent, then join the commit step."""
+        join_then_next(self.poll, self.unacknowledged, self._wakeup, timeout, self._next)
+
+    def close(self) -> None:
+        self._next.close()
+
+
+def _failure(item: WorkItem, exc: BaseException) -> str:
+    source = item.source
+    where = f"{source.topic}/{source.partition}@{source.offset}" if source else "a document"
+    return (f"delivery to topic {item.output.topic} failed for good (the producer's own retries "
+            f"ran out within delivery_timeout_ms) for {where}: {exc!r}")

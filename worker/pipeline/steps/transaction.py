@@ -1,0 +1,278 @@
+"""Transaction step (``--delivery exactly-once``): outputs, dead letters and offsets, atomically.
+
+It takes the place of both the produce step and the commit step of at-least-once::
+
+    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► TransactionStep
+                           │ rejected       │ failed      ▲
+                           └────────► DeadLetterStep ─────┘
+
+``submit`` holds an item's label message or dead letter (nothing is sent yet) and counts the
+item as finished in the in-flight registry, which moves its partition's contiguous watermark.
+Every ``commit_interval_ms`` one Kafka transaction (KIP-98) carries, per partition, exactly the
+held outputs *below* the watermark and the watermark itself as the group's offset
+(``send_offsets_to_transaction(offsets, consumer.group_metadata())``, KIP-447): begin, send,
+flush, send the offsets, commit. Results finish out of order (the batcher groups documents by
+length), so outputs past a partition's watermark wait for a later transaction: a transaction
+never holds an output whose input offset it does not commit, and a crash after a commit
+re-processes nothing that was committed.
+
+* An error inside a transaction (a send that failed, a flush past ``commit_timeout_s``, a
+  stale group generation, the coordinator gone): the transaction is aborted, every partition
+  of it is sought back to its last committed offset and its in-flight work is dropped; the
+  records are read and processed again (read_committed readers never see the aborted ones).
+* Fenced (another producer took this ``transactional_id`` over) or any error the abort cannot
+  recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1. Unless
+  the id is this process's own (derived from ``worker_id``, no ``group_instance_id``): then only
+  the broker can have fenced it, by aborting a transaction that outlived
+  ``transaction_timeout_ms`` (a broker outage, a frozen process); ``renew`` builds a new
+  producer for the id (once a minute at most) and the transaction's partitions are rewound.
+* kafka-python 3.0.12's ``send_offsets_to_transaction``, ``commit_transaction`` and
+  ``abort_transaction`` wait without a timeout: they run on the processor's thread, so a
+  transaction that never completes stops the loop's iterations and the watchdog ends the worker
+  (exit 1) after ``stall_timeout_s``.
+* On a revoke the rebalancer finishes the revoked partitions' work and calls ``commit_now`` for
+  them: one transaction up to their watermarks; what is past is dropped, read again by the new
+  owner.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from kafka import TopicPartition
+from kafka.errors import (
+    InvalidProducerEpochError,
+    KafkaError,
+    ProducerFencedError,
+    TransactionalIdAuthorizationFailedError,
+)
+from kafka.structs import MemberState, OffsetAndMetadata
+
+from schemas.codec import encode_message
+from worker.pipeline.in_flight import InFlightRegistry
+from worker.pipeline.progress import Event, Progress
+from worker.pipeline.work_items import Output, WorkItem
+from worker.runtime.metrics import WorkerMetrics
+
+logger = logging.getLogger(__name__)
+
+_FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
+
+Held = tuple[int, WorkItem, Output]  # (offset, item, output)
+_REBALANCE_WAIT_S = 3.0
+"""Transactions wait this long for a rebalance to end before they go on during it."""
+_RENEW_EVERY_S = 60.0
+"""A producer fenced again within this long after a renewal stops the worker."""
+
+
+class TransactionFenced(RuntimeError):
+    """The transactional producer cannot go on (fenced, or in a fatal state): exit 1."""
+
+
+class TransactionStep:
+    def __init__(
+        self,
+        producer,
+        consumer,
+        registry: InFlightRegistry,
+        *,
+        output_topic: str,
+        transactional_id: str,
+        interval_s: float,
+        timeout_s: float,
+        metrics: WorkerMetrics,
+        progress: Progress | None = None,
+        renew: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._producer = producer
+        self._original = producer
+        self._renew = renew
+        self._renewed_at = float("-inf")
+        self._consumer = consumer
+        self._registry = registry
+        self._topic = output_topic
+        self._transactional_id = transactional_id
+        self._interval_s = interval_s
+        self._timeout_s = timeout_s
+        self._metrics = metrics
+        self._progress = progress
+        self._clock = clock
+        self._held: dict[TopicPartition, list[Held]] = {}
+        self._next_commit = clock() + interval_s
+        self._fatal: str | None = None
+        self._rebalancing_since: float | None = None
+
+    def submit(self, item: WorkItem) -> None:
+        if item.output is None:
+            item.output = Output(self._topic, item.labels.id.encode(), encode_message(item.labels))
+        source, output = item.source, item.output
+        if self._registry.acknowledged(item, self._clock(), latency=False):
+            tp = TopicPartition(source.topic, source.partition)
+            self._held.setdefault(tp, []).append((source.offset, item, output))
+            if self._progress is not None:
+                self._progress.mark(Event.ACK)
+
+    def poll(self) -> None:
+        now = self._clock()
+        if now < self._next_commit:
+            return
+        self._next_commit = now + self._interval_s
+        group = self._consumer.group_metadata()
+        if group.state == MemberState.STABLE:
+            self._rebalancing_since = None
+        elif self._rebalancing_since is None:
+            self._rebalancing_since = now
+        # While the group rebalances the broker still takes a transactional offset commit of the
+        # current generation, until the next one is formed; one sent as it forms is refused
+        # (abort, rewind). So: wait out a short rebalance (members alive: it ends in moments),
+        # but commit during a long one (a dead member's session running out), so that the
+        # survivors' outputs keep flowing. No generation yet: nothing to commit.
+        if group.generation_id >= 0 and (self._rebalancing_since is None
+                                         or now - self._rebalancing_since >= _REBALANCE_WAIT_S):
+            self._commit(None, self._timeout_s)
+
+    def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
+                   timeout_s: float | None = None) -> bool:
+        """One transaction up to the watermarks of ``partitions`` (default: all) now, the flush
+        within the commit timeout (or ``timeout_s`` when shorter): on a revoke and on the way
+        out. False when it was aborted (or the producer is fenced)."""
+        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        try:
+            return self._commit(partitions, max(0.1, timeout))
+        except TransactionFenced:
+            return False  # logged where it was raised; poll() raises it again
+
+    def _commit(self, partitions: Iterable[TopicPartition] | None, timeout_s: float) -> bool:
+        if self._fatal is not None:
+            raise TransactionFenced(self._fatal)
+        offsets = self._registry.committable(partitions)
+        if not offsets:
+            return True
+        batch = self._take(offsets)
+        started = self._clock()
+        producer, begun = self._producer, False
+        try:
+            producer.begin_transaction()
+            begun = True
+            futures = [producer.send(output.topic, value=output.value, key=output.key,
+                                     headers=output.headers) for _, _, output in batch]
+            producer.flush(timeout=timeout_s)
+            for future in futures:
+                if future.failed():
+                    raise future.exception
+            producer.send_offsets_to_transaction(
+                {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                self._consumer.group_metadata())
+            producer.commit_transaction()
+        except Exception as exc:  # noqa: BLE001 - every error inside a transaction aborts it
+            self._abort(offsets, exc, begun)
+            return False
+        now = self._clock()
+        self._registry.mark_committed(offsets)
+        for _, item, _ in batch:
+            if item.rejection is None:
+                self._metrics.end_to_end_seconds.observe(now - item.received_at)
+        self._metrics.transactions.labels("committed").inc()
+        self._metrics.transaction_seconds.observe(now - started)
+        if self._progress is not None:
+            self._progress.mark(Event.COMMIT)
+        return True
+
+    def _take(self, offsets: dict[TopicPartition, int]) -> list[Held]:
+        """The held outputs below the watermarks in ``offsets``, in offset order per partition
+        (the rest stay held); outputs of dropped partitions are forgotten."""
+        batch: list[Held] = []
+        for tp in list(self._held):
+            entries = [entry for entry in self._held[tp] if not entry[1].cancelled]
+            watermark = offsets.get(tp)
+            if watermark is not None:
+                entries.sort(key=lambda entry: entry[0])
+                below = [entry for entry in entries if entry[0] < watermark]
+                batch.extend(below)
+                entries = entries[len(below):]
+            if entries:
+                self._held[tp] = entries
+            else:
+                del self._held[tp]
+        return batch
+
+    def _abort(self, offsets: dict[TopicPartition, int], exc: BaseException,
+               begun: bool) -> None:
+        self._metrics.transactions.labels("aborted").inc()
+        if begun and not isinstance(exc, _FATAL):  # (begin_transaction fails in a fatal state)
+            try:
+                self._producer.abort_transaction()
+            except Exception as abort_exc:  # noqa: BLE001 - a fatal state: cannot go on
+                exc = abort_exc
+            else:
+                self._rewind(offsets, exc)
+                return
+        if self._renew is not None and self._clock() - self._renewed_at > _RENEW_EVERY_S:
+            self._renew_producer(offsets, exc)
+            return
+        fenced = isinstance(exc, (ProducerFencedError, InvalidProducerEpochError)) or (
+            "Fenced" in str(exc))
+        self._fatal = (
+            f"transactional producer {self._transactional_id!r} fenced: another producer with "
+            f"this transactional_id took over (a newer instance of this worker), so this one is "
+            f"a zombie; its open transaction is aborted and nothing more is committed here "
+            f"({exc!r})" if fenced else
+            f"transactional producer {self._transactional_id!r} cannot go on: the broker "
+            f"refused its transaction and it is in a fatal state (e.g. another producer with "
+            f"this transactional_id fenced it); nothing more is committed here ({exc!r})")
+        logger.error("%s", self._fatal, extra={"event": "transaction_fenced" if fenced
+                                               else "transaction_fatal"})
+        raise TransactionFenced(self._fatal) from exc
+
+    def _renew_producer(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
+        """This process's own transactional id was fenced by the broker, not by another
+        instance: a transaction it had open was aborted (``transaction_timeout_ms`` ran out,
+        e.g. while the broker was down). A new producer takes over the id; the partitions of
+        the lost transaction are read again."""
+        logger.warning(
+            "transactional producer %r fenced by the broker (%r): a transaction it had open was "
+            "aborted (transaction_timeout_ms ran out, e.g. during a broker outage); the id is "
+            "this process's own, so a new producer takes it over", self._transactional_id, exc,
+            extra={"event": "transaction_producer_renewed"})
+        self._renewed_at = self._clock()
+        try:
+            self._producer.close(timeout=0)
+        except Exception:  # noqa: BLE001 - a fenced producer, on the way out
+            pass
+        try:
+            self._producer = self._renew()
+        except Exception as renew_exc:  # noqa: BLE001
+            self._fatal = (f"transactional producer {self._transactional_id!r} could not be "
+                           f"renewed: {renew_exc!r}")
+            logger.error("%s", self._fatal, extra={"event": "transaction_fatal"})
+            raise TransactionFenced(self._fatal) from renew_exc
+        self._rewind(offsets, exc)
+
+    def _rewind(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
+        """After an abort: seek every partition of the transaction back to its last committed
+        offset and drop its in-flight work; the records are read and processed again."""
+        registry, consumer = self._registry, self._consumer
+        positions = {tp: registry.committed(tp) for tp in offsets}
+        dropped = registry.drop(offsets)
+        assigned = set(consumer.assignment() or ())
+        for tp, position in positions.items():
+            if position is not None and tp in assigned:
+                consumer.seek(tp, position)
+        logger.warning(
+            "transaction aborted (%r): %s sought back to their last committed offsets; %d "
+            "in-flight documents dropped, read and processed again", exc,
+            sorted(f"{tp.topic}/{tp.partition}@{position}" for tp, position in positions.items()),
+            dropped, extra={"event": "transaction_aborted", "error": repr(exc)})
+
+    def join(self, timeout: float | None) -> None:
+        self.commit_now(timeout_s=timeout)
+
+    def close(self) -> None:
+        """Close a producer this step renewed (the first belongs to the app, the consumer to
+        the processor)."""
+        if self._producer is not self._original:
+            try:
+                self._producer.close(timeout=0.5)
+            except Exception:  # noqa: BLE001 - on the way out
+                logger.warning("renewed producer close failed", exc_info=True)
