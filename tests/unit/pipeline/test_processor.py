@@ -433,3 +433,20 @@ def test_partitions_never_fetched_from_count_as_work_for_the_watchdog():
     rig.consumer.highwater = lambda tp: None if tp == P1 else 0
     rig.processor.update_lag()
     assert rig.processor.has_work()
+
+
+def test_consumer_lag_counts_from_the_last_commit_else_the_first_offset_read():
+    rig = make({0: [doc(i) for i in range(10)], 1: [doc(100 + i) for i in range(5)]},
+               engine=FakeEngine(auto=False), max_poll_records=4)
+    rig.broker.committed[("g", P0)] = 3  # a previous owner's commit
+    rig.start()  # P0 3..6 read (the position is 7), nothing of P1 yet
+    rig.processor.update_lag()
+    lag = {p: rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition=str(p)) for p in (0, 1)}
+    assert lag == {0: 7, 1: 5}  # P0: from the first offset read; P1: from its position
+    rig.engine.release(2)  # offsets 3 and 4 done
+    for _ in range(5):
+        rig.processor.run_once()
+        time.sleep(0.02)
+    assert rig.processor.registry.committed(P0) == 5
+    rig.processor.update_lag(lookup_positions=False)
+    assert rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition="0") == 5
