@@ -236,18 +236,19 @@ class StreamProcessor:
             self.update_lag()
 
     def update_lag(self, lookup_positions: bool = True) -> None:
-        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition
+        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition:
+        from the registry's ``uncommitted_from``, else (nothing read yet) the consumer's position
         (``lookup_positions=False``: no broker round trip, on the way out)."""
         gauge, total, unknown = self._metrics.consumer_lag, 0, 0
         for tp in list(self._rebalancer.assigned):
             end = self._consumer.highwater(tp)
-            committed = self._registry.committed(tp)
-            if committed is None and end is not None and lookup_positions:
-                committed = self._consumer.position(tp, timeout_ms=200)
-            if end is None or committed is None:
+            start = self._registry.uncommitted_from(tp)
+            if start is None and end is not None and lookup_positions:
+                start = self._consumer.position(tp, timeout_ms=200)
+            if end is None or start is None:
                 unknown += 1  # no fetch response yet: a consumer that never fetches stalls
                 continue
-            lag = max(0, end - committed)
+            lag = max(0, end - start)
             gauge.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         self.lag, self._lag_unknown = total, unknown

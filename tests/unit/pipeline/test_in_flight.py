@@ -80,6 +80,17 @@ def test_commit_bookkeeping_and_drop(metrics):
     assert registry.committable() == {}
 
 
+def test_committed_means_committed_and_uncommitted_work_begins_at_the_first_offset_read(metrics):
+    registry = InFlightRegistry(metrics)
+    assert registry.committed(A) is None and registry.uncommitted_from(A) is None  # unknown
+    items = track(registry, A, 7, 8)
+    assert registry.committed(A) is None  # read, never committed
+    assert registry.uncommitted_from(A) == 7
+    registry.acknowledged(items[7], 1.0)
+    registry.mark_committed(registry.committable())
+    assert registry.committed(A) == 8 and registry.uncommitted_from(A) == 8
+
+
 def test_only_selected_partitions(metrics):
     registry = InFlightRegistry(metrics)
     for partition in (A, B):

@@ -250,10 +250,10 @@ class TransactionStep:
         self._rewind(offsets, exc)
 
     def _rewind(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
-        """After an abort: seek every partition of the transaction back to its last committed
-        offset and drop its in-flight work; the records are read and processed again."""
+        """After an abort: seek every partition of the transaction back to where its uncommitted
+        records begin and drop its in-flight work; the records are read and processed again."""
         registry, consumer = self._registry, self._consumer
-        positions = {tp: registry.committed(tp) for tp in offsets}
+        positions = {tp: registry.uncommitted_from(tp) for tp in offsets}
         dropped = registry.drop(offsets)
         assigned = set(consumer.assignment() or ())
         for tp, position in positions.items():
