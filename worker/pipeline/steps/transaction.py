@@ -42,15 +42,15 @@ from collections.abc import Callable, Iterable
 from kafka import TopicPartition
 from kafka.errors import (
     InvalidProducerEpochError,
-    KafkaError,
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
 from kafka.structs import MemberState, OffsetAndMetadata
 
-from schemas.codec import encode_message
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
+from worker.pipeline.steps.commit import commit_now_timeout
+from worker.pipeline.steps.produce import output_of
 from worker.pipeline.work_items import Output, WorkItem
 from worker.runtime.metrics import WorkerMetrics
 
@@ -104,9 +104,7 @@ class TransactionStep:
         self._rebalancing_since: float | None = None
 
     def submit(self, item: WorkItem) -> None:
-        if item.output is None:
-            item.output = Output(self._topic, item.labels.id.encode(), encode_message(item.labels))
-        source, output = item.source, item.output
+        source, output = item.source, output_of(item, self._topic)
         if self._registry.acknowledged(item, self._clock(), latency=False):
             tp = TopicPartition(source.topic, source.partition)
             self._held.setdefault(tp, []).append((source.offset, item, output))
@@ -135,11 +133,10 @@ class TransactionStep:
     def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
                    timeout_s: float | None = None) -> bool:
         """One transaction up to the watermarks of ``partitions`` (default: all) now, the flush
-        within the commit timeout (or ``timeout_s`` when shorter): on a revoke and on the way
-        out. False when it was aborted (or the producer is fenced)."""
-        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        within :func:`~worker.pipeline.steps.commit.commit_now_timeout`: on a revoke and on the
+        way out. False when it was aborted (or the producer is fenced)."""
         try:
-            return self._commit(partitions, max(0.1, timeout))
+            return self._commit(partitions, commit_now_timeout(self._timeout_s, timeout_s))
         except TransactionFenced:
             return False  # logged where it was raised; poll() raises it again
 
