@@ -63,7 +63,8 @@ def test_produce_step_delivers_outputs_and_dead_letters_then_hands_them_on(backe
     for item in [*items, letter]:
         step.submit(item)
     step.join(30)
-    assert collect.items and {id(item) for item in collect.items} == {id(i) for i in items + [letter]}
+    assert collect.items
+    assert {id(item) for item in collect.items} == {id(item) for item in [*items, letter]}
     assert step.unacknowledged() == 0
     outputs = backend.read(settings.kafka.output_topic, 20)
     assert sorted(key for key, _, _ in outputs) == sorted(f"doc-{i}".encode() for i in range(20))

@@ -65,7 +65,7 @@ class InFlightRegistry:
 
     def acknowledged(self, item: WorkItem, now: float, *, latency: bool = True) -> bool:
         """The broker acknowledged the item's output or dead letter (exactly-once: the
-        transaction step holds it): count its outcome once, and its end-to-end latency unless
+        transaction step staged it): count its outcome once, and its end-to-end latency unless
         ``latency`` is False (the transaction step observes it at the commit).
 
         False (and nothing counted) for an item that was cancelled meanwhile.

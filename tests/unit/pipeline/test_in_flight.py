@@ -1,4 +1,5 @@
-"""The in-flight registry (worker.pipeline.in_flight): contiguous watermarks, outcomes counted once."""
+"""The in-flight registry (worker.pipeline.in_flight): contiguous watermarks, outcomes counted
+once."""
 
 import pytest
 from kafka import TopicPartition

@@ -43,6 +43,7 @@ class Rig:
     engine: FakeEngine
     metrics: WorkerMetrics
     health: HealthState
+    progress: Progress
 
     def outputs(self, topic: str = "out") -> list[str]:
         return [orjson.loads(value)["id"] for t, _, value, _ in self.producer.sent if t == topic]
@@ -87,10 +88,11 @@ def make(data: dict[int, list[bytes]], *, engine: FakeEngine | None = None,
     settings = load_settings(**{**values, **overrides})
     metrics = WorkerMetrics()
     health = HealthState(settings.operations.stall_timeout_s)
+    progress = Progress(metrics)
     processor = build_processor(settings, engine=engine, consumer=consumer,
                                 producer=fake_producer, metrics=metrics, health=health,
-                                progress=Progress(metrics))
-    return Rig(processor, broker, consumer, fake_producer, engine, metrics, health)
+                                progress=progress)
+    return Rig(processor, broker, consumer, fake_producer, engine, metrics, health, progress)
 
 
 def test_out_of_order_results_commit_only_the_contiguous_prefix():
