@@ -55,10 +55,8 @@ class StreamProcessor:
 
     1. ``poll(timeout_ms=0)``: one pass that never blocks (``worker.kafka.workarounds``);
        heartbeats run on kafka-python's IO thread, so a slow model never costs the membership;
-    2. rebalance events queued by the listener are handled first (:class:`Rebalancer`): a
-       revoked partition's in-flight work is finished and committed *before the next* ``poll()``,
-       which is what sends the follow-up JoinGroup that hands it over; new partitions are paused
-       if fetching is paused;
+    2. rebalance events queued by the listener are handled first, by the :class:`Rebalancer`
+       (a revoked partition is finished and committed before the next ``poll()``);
     3. new records enter the in-flight registry and the *backlog*, the records fetched and not yet
        taken by the first step; the backlog is submitted in order, and when a step is full
        (``MessageRejected``) the rest stays in it and every partition is paused (``poll()`` goes

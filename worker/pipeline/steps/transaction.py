@@ -48,7 +48,7 @@ class TransactionStep:
     a later transaction: a transaction never carries an output whose input offset it does not
     commit, and a crash after a commit re-processes nothing that was committed.
 
-    * An error inside a transaction (a send that failed, a flush past ``timeout_s``, a stale
+    * An error inside a transaction (a send that failed, a flush past ``commit_timeout_s``, a stale
       group generation, the coordinator gone): the transaction is aborted, every partition of it
       is sought back to where its uncommitted records begin and its in-flight work is dropped;
       the records are read and processed again (read_committed readers never see the aborted
