@@ -48,7 +48,7 @@ from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.processor import Chain, Outcome, StreamProcessor
 from worker.pipeline.progress import Progress
 from worker.pipeline.steps.classify import ClassifyStep
-from worker.pipeline.steps.commit import CommitStep, ConsumerCommitter
+from worker.pipeline.steps.commit import CommitStep
 from worker.pipeline.steps.dead_letter import DeadLetterStep
 from worker.pipeline.steps.decode import DecodeStep
 from worker.pipeline.steps.produce import ProduceStep
@@ -96,7 +96,7 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
         )
     else:
         commit = CommitStep(
-            registry, ConsumerCommitter(consumer, settings.operations.worker_id),
+            registry, consumer, metadata=settings.operations.worker_id,
             interval_s=interval_s, timeout_s=timeout_s, progress=progress,
         )
         produce = ProduceStep(

@@ -18,7 +18,7 @@ from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.processor import ExitCode
 from worker.pipeline.progress import Progress
 from worker.pipeline.steps.base import MessageRejected
-from worker.pipeline.steps.commit import CommitStep, ConsumerCommitter
+from worker.pipeline.steps.commit import CommitStep
 from worker.pipeline.steps.produce import DeliveryFailed, ProduceStep
 from worker.pipeline.work_items import Output, WorkItem, work_item
 from worker.runtime.http_endpoints import HealthState
@@ -63,7 +63,8 @@ def test_produce_step_delivers_outputs_and_dead_letters_then_hands_them_on(backe
     for item in [*items, letter]:
         step.submit(item)
     step.join(30)
-    assert collect.items and {id(item) for item in collect.items} == {id(i) for i in items + [letter]}
+    assert collect.items
+    assert {id(item) for item in collect.items} == {id(item) for item in [*items, letter]}
     assert step.unacknowledged() == 0
     outputs = backend.read(settings.kafka.output_topic, 20)
     assert sorted(key for key, _, _ in outputs) == sorted(f"doc-{i}".encode() for i in range(20))
@@ -115,8 +116,7 @@ def test_commit_step_commits_the_contiguous_watermark_only(backend):
         item = WorkItem(SourceRef(topic=topic, partition=partition.partition, offset=offset), 0.0)
         registry.add(partition, item)
         items.append(item)
-    step = CommitStep(registry, ConsumerCommitter(consumer, "worker-1"), interval_s=0.05,
-                      timeout_s=10)
+    step = CommitStep(registry, consumer, metadata="worker-1", interval_s=0.05, timeout_s=10)
     for offset in (0, 1, 3):
         step.submit(items[offset])
     assert step.commit_now()

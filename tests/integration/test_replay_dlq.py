@@ -19,7 +19,7 @@ from tests.kafka_fixtures import (
     end_offsets,
     produce_messages,
 )
-from worker.pipeline.dlq_policy import build_dead_letter
+from worker.pipeline.steps.dead_letter import build_dead_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

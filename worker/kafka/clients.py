@@ -86,8 +86,8 @@ def consumer_config(worker: WorkerSettings) -> dict[str, Any]:
 
 MAX_BLOCK_MS = 5000
 """Longest a ``send()`` blocks the loop: only when metadata is missing (topics are checked and
-their metadata fetched at start-up, so: the topic was deleted). kafka-python 3's producer
-buffer is unbounded; the produce step bounds what it holds (``producer_buffer_bytes``)."""
+their metadata fetched at start-up, so: the topic was deleted); never for a full buffer (see
+``ProduceStep``)."""
 
 
 def producer_config(worker: WorkerSettings) -> dict[str, Any]:

@@ -1,68 +1,13 @@
-"""Dead-letter records and the limit that stops a worker which would dead-letter everything.
-
-A dead letter carries the original key and value bytes unchanged, plus the ``DeadLetterHeaders``
-(reason, source topic/partition/offset, worker, time, and how often the record had already been
-replayed: the ``replay.count`` header of the input record). A value above ``max_value_bytes`` (it could
-not be produced: the broker's message size limit) is cut to that size and marked with the
-``error.truncated_from`` header (``DeadLetterHeaders.error_truncated_from``): the original length.
-
-``DlqPolicy`` (after Arroyo's ``DlqLimit``): too many dead letters in a row, or too large a share
-of the recent records, means something is systematically wrong (a wrong topic, a broken model),
-and the worker must stop instead of draining its input into the dead-letter topic.
-"""
+"""The dead-letter limit: it stops a worker which would dead-letter everything."""
 
 from collections import deque
-from dataclasses import dataclass
-from datetime import UTC, datetime
-
-from schemas.dead_letter import DeadLetterHeaders, ErrorType
-
-TRUNCATED_HEADER = DeadLetterHeaders.model_fields["error_truncated_from"].alias
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    error_type: ErrorType
-
-
-def build_dead_letter(
-    *,
-    key: bytes | None,
-    value: bytes | None,
-    error_type: ErrorType,
-    message: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    worker_id: str,
-    max_value_bytes: int,
-    replay_count: int = 0,
-) -> DeadLetter:
-    truncated_from = None
-    if value is not None and len(value) > max_value_bytes:
-        truncated_from = len(value)
-        value = value[:max_value_bytes]
-    headers = DeadLetterHeaders(
-        error_type=error_type,
-        error_message=message,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        worker_id=worker_id,
-        failed_at=datetime.now(UTC),
-        error_truncated_from=truncated_from,  # None: no header
-        replay_count=replay_count,
-    ).to_kafka_headers()
-    if value is None and key is None:
-        value = b""  # a record needs a key or a value
-    return DeadLetter(key=key, value=value, headers=headers, error_type=error_type)
 
 
 class DlqPolicy:
-    """Counts outcomes in consumption order and trips on a systematic failure.
+    """Counts outcomes in consumption order and trips on a systematic failure (after Arroyo's
+    ``DlqLimit``): too many dead letters in a row, or too large a share of the recent records,
+    means something is systematically wrong (a wrong topic, a broken model), and the worker must
+    stop instead of draining its input into the dead-letter topic.
 
     * ``max_consecutive``: that many dead letters in a row (0 disables);
     * ``max_ratio`` of the last ``window`` records dead-lettered (>= 1.0 disables). The ratio is
@@ -84,7 +29,6 @@ class DlqPolicy:
         self._recent: deque[bool] = deque(maxlen=window)
         self._bad_in_window = 0
         self.consecutive = 0
-        self.last_reason: str | None = None
 
     def _push(self, bad: bool) -> None:
         if len(self._recent) == self.window and self._recent[0]:
@@ -119,9 +63,4 @@ class DlqPolicy:
 
     def record_dead_letter(self, reason: str) -> None:
         self.consecutive += 1
-        self.last_reason = reason
         self._push(True)
-
-    @property
-    def bad_in_window(self) -> int:
-        return self._bad_in_window

@@ -1,17 +1,4 @@
-"""The one in-flight registry: every consumed record, in offset order, until it is committed.
-
-A record is added when ``poll()`` returns it and stays here (and nowhere else) until its output
-or dead letter was acknowledged *and* every record before it in its partition was too: then its
-offset is behind the partition's *contiguous watermark*, the offset that may be committed.
-Length-sorted batching finishes documents out of order, so the watermark is never "the highest
-offset seen" but one past the last record below which all are acknowledged; it follows the
-records, not offset arithmetic (compacted topics and transaction markers leave gaps).
-
-Each record's outcome (produced, or dead-lettered with a reason) is counted here, once, when it
-is acknowledged; a record of a revoked or lost partition is cancelled and never counted.
-
-Only the processor's thread uses the registry (the engine only reads ``WorkItem.cancelled``).
-"""
+"""The in-flight registry: every consumed record, in offset order, until it is committed."""
 
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -35,6 +22,21 @@ class _Partition:
 
 
 class InFlightRegistry:
+    """Every consumed record, per partition in offset order, from ``poll()`` until it is committed.
+
+    A record is added when ``poll()`` returns it and stays here (and nowhere else) until its output
+    or dead letter was acknowledged *and* every record before it in its partition was too: then
+    its offset is behind the partition's *contiguous watermark*, the offset that may be committed.
+    Length-sorted batching finishes documents out of order, so the watermark is never "the highest
+    offset seen" but one past the last record below which all are acknowledged; it follows the
+    records, not offset arithmetic (compacted topics and transaction markers leave gaps).
+
+    Each record's outcome (produced, or dead-lettered with a reason) is counted here, once, when
+    it is acknowledged; a record of a revoked or lost partition is cancelled and never counted.
+
+    Only the processor's thread uses the registry (the engine only reads ``WorkItem.cancelled``).
+    """
+
     def __init__(self, metrics: WorkerMetrics) -> None:
         self._metrics = metrics
         self._partitions: dict[TopicPartition, _Partition] = {}
@@ -63,7 +65,7 @@ class InFlightRegistry:
 
     def acknowledged(self, item: WorkItem, now: float, *, latency: bool = True) -> bool:
         """The broker acknowledged the item's output or dead letter (exactly-once: the
-        transaction step holds it): count its outcome once, and its end-to-end latency unless
+        transaction step staged it): count its outcome once, and its end-to-end latency unless
         ``latency`` is False (the transaction step observes it at the commit).
 
         False (and nothing counted) for an item that was cancelled meanwhile.
@@ -146,11 +148,18 @@ class InFlightRegistry:
         return sum(self._partitions[p].unacked for p in partitions if p in self._partitions)
 
     def committed(self, partition: TopicPartition) -> int | None:
-        """The last offset this worker committed, else the first offset it read (lag)."""
+        """The last offset this worker committed in ``partition`` (None: none yet)."""
+        state = self._partitions.get(partition)
+        return None if state is None else state.committed
+
+    def uncommitted_from(self, partition: TopicPartition) -> int | None:
+        """Where this worker's uncommitted records of ``partition`` begin: its last commit, else
+        the first offset it read (None: nothing read). Consumer lag counts from here, and an
+        aborted transaction seeks back to it."""
         state = self._partitions.get(partition)
         if state is None:
             return None
-        return state.committed if state.committed is not None else state.first_offset
+        return state.first_offset if state.committed is None else state.committed
 
     def oldest(self) -> WorkItem | None:
         """The unacknowledged item read longest ago."""

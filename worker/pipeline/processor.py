@@ -1,26 +1,4 @@
-"""The stream processor: the only owner of the ``KafkaConsumer``; it drives the chain of steps.
-
-One iteration (:meth:`StreamProcessor.run_once`):
-
-1. ``poll(timeout_ms=0)``: one pass that never blocks (``worker.kafka.workarounds``); heartbeats
-   run on kafka-python's IO thread, so a slow model never costs the membership;
-2. rebalance events queued by the listener are handled first (``worker.pipeline.rebalance``): a revoked
-   partition's in-flight work is finished and committed *before the next* ``poll()``, which is
-   what sends the follow-up JoinGroup that hands it over; new partitions are paused if fetching
-   is paused;
-3. new records enter the in-flight registry and are submitted to the first step; when a step is
-   full (``MessageRejected``) the rest are held and every partition is paused (``poll()`` goes
-   on) until all held records were taken;
-4. the chain is polled (results, acknowledgements, periodic commits);
-5. every half second: readiness, the oldest-in-flight gauge, and consumer lag;
-6. with nothing fetched, the loop sleeps on the wakeup event (set by engine results and broker
-   acknowledgements) for at most ``poll_timeout_ms``.
-
-Stopping (signal, dead-letter limit, watchdog): fetching stops, held records are abandoned,
-the chain is joined for up to ``drain_timeout_s`` (the last commit included), the consumer
-leaves the group. A fatal error (a delivery failed for good, the engine died, Kafka refused)
-commits what was acknowledged and exits 1. Uncommitted work is read again by the next owner.
-"""
+"""The stream processor: the only owner of the ``KafkaConsumer``; it drives the chain of steps."""
 
 import logging
 import threading
@@ -55,6 +33,8 @@ _FINAL_COMMIT_S = 2.0
 
 @dataclass(frozen=True)
 class Outcome:
+    """How the processor stopped: the process exit code and why."""
+
     exit_code: ExitCode
     message: str
 
@@ -69,6 +49,29 @@ class Chain:
 
 
 class StreamProcessor:
+    """Owns the ``KafkaConsumer`` and drives the chain of steps, one loop iteration at a time.
+
+    One iteration (:meth:`run_once`):
+
+    1. ``poll(timeout_ms=0)``: one pass that never blocks (``worker.kafka.workarounds``);
+       heartbeats run on kafka-python's IO thread, so a slow model never costs the membership;
+    2. rebalance events queued by the listener are handled first, by the :class:`Rebalancer`
+       (a revoked partition is finished and committed before the next ``poll()``);
+    3. new records enter the in-flight registry and the *backlog*, the records fetched and not yet
+       taken by the first step; the backlog is submitted in order, and when a step is full
+       (``MessageRejected``) the rest stays in it and every partition is paused (``poll()`` goes
+       on) until the backlog is empty;
+    4. the chain is polled (results, acknowledgements, periodic commits);
+    5. every half second: readiness, the oldest-in-flight gauge, and consumer lag;
+    6. with nothing fetched, the loop sleeps on the wakeup event (set by engine results and
+       broker acknowledgements) for at most ``poll_timeout_ms``.
+
+    Stopping (signal, dead-letter limit, watchdog): fetching stops, the backlog is abandoned, the
+    chain is joined for up to ``drain_timeout_s`` (the last commit included), the consumer leaves
+    the group. A fatal error (a delivery failed for good, the engine died, Kafka refused) commits
+    what was acknowledged and exits 1. Uncommitted work is read again by the next owner.
+    """
+
     def __init__(
         self,
         settings: WorkerSettings,
@@ -92,11 +95,11 @@ class StreamProcessor:
         self._wakeup = wakeup
         self._listener = QueueingRebalanceListener()
         self._clock = clock
-        self._held: deque[WorkItem] = deque()
+        self._backlog: deque[WorkItem] = deque()
         self._rebalancer = Rebalancer(
             consumer, registry, chain.commit, cooperative=is_cooperative(settings),
             revoke_deadline_s=settings.consumer.revoke_deadline_s, poll_chain=self._poll_chain,
-            drain_deadline=lambda: self.drain_deadline, held=self._held, wakeup=wakeup,
+            drain_deadline=lambda: self.drain_deadline, backlog=self._backlog, wakeup=wakeup,
             health=health, metrics=metrics, clock=clock,
         )
         self._paused = False
@@ -165,7 +168,7 @@ class StreamProcessor:
             self._progress.mark(Event.ASSIGNMENT)
         if records:
             self._take(records, self._clock())
-        self._submit_held()
+        self._submit_backlog()
         self._poll_chain()
         self._update_pause()
         self._metrics.in_flight.set(self._registry.count())
@@ -176,7 +179,7 @@ class StreamProcessor:
             self._wakeup.wait(self._settings.consumer.poll_timeout_ms / 1000)
 
     def _take(self, records: dict, now: float) -> None:
-        registry, held = self._registry, self._held
+        registry, backlog = self._registry, self._backlog
         consumed = 0
         for tp, batch in records.items():
             topic, partition = tp
@@ -185,21 +188,21 @@ class StreamProcessor:
                                                    offset=record.offset)
                 item = WorkItem(source, now, record.key, record.value, headers=record.headers)
                 registry.add(tp, item)
-                held.append(item)
+                backlog.append(item)
             consumed += len(batch)
         self._metrics.consumed.inc(consumed)
         self._progress.mark(Event.FETCH)
 
-    def _submit_held(self) -> None:
-        held, first = self._held, self._chain.first
-        while held and self._chain.dead_letters.limit_reached is None:
-            item = held[0]
+    def _submit_backlog(self) -> None:
+        backlog, first = self._backlog, self._chain.first
+        while backlog and self._chain.dead_letters.limit_reached is None:
+            item = backlog[0]
             if not item.cancelled:
                 try:
                     first.submit(item)
                 except MessageRejected:
                     return
-            held.popleft()
+            backlog.popleft()
 
     def _poll_chain(self) -> None:
         self._chain.first.poll()
@@ -210,7 +213,7 @@ class StreamProcessor:
             self.request_stop(cause, ExitCode.DLQ_LIMIT)
 
     def _update_pause(self) -> None:
-        want = bool(self._held) or self._stop is not None
+        want = bool(self._backlog) or self._stop is not None
         if want == self._paused and not self._pause_dirty:
             return
         assignment = set(self._consumer.assignment() or ())
@@ -236,35 +239,36 @@ class StreamProcessor:
             self.update_lag()
 
     def update_lag(self, lookup_positions: bool = True) -> None:
-        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition
+        """consumer_lag{topic,partition} = end offset - committed offset, per assigned partition:
+        from the registry's ``uncommitted_from``, else (nothing read yet) the consumer's position
         (``lookup_positions=False``: no broker round trip, on the way out)."""
         gauge, total, unknown = self._metrics.consumer_lag, 0, 0
         for tp in list(self._rebalancer.assigned):
             end = self._consumer.highwater(tp)
-            committed = self._registry.committed(tp)
-            if committed is None and end is not None and lookup_positions:
-                committed = self._consumer.position(tp, timeout_ms=200)
-            if end is None or committed is None:
+            start = self._registry.uncommitted_from(tp)
+            if start is None and end is not None and lookup_positions:
+                start = self._consumer.position(tp, timeout_ms=200)
+            if end is None or start is None:
                 unknown += 1  # no fetch response yet: a consumer that never fetches stalls
                 continue
-            lag = max(0, end - committed)
+            lag = max(0, end - start)
             gauge.labels(tp.topic, str(tp.partition)).set(lag)
             total += lag
         self.lag, self._lag_unknown = total, unknown
 
     def has_work(self) -> bool:
-        """Documents in flight or held, lag, or partitions never fetched from (read by the
-        watchdog's thread)."""
-        return bool(self._registry.count() or self._held or self.lag or self._lag_unknown)
+        """Documents in flight or in the backlog, lag, or partitions never fetched from (read by
+        the watchdog's thread)."""
+        return bool(self._registry.count() or self._backlog or self.lag or self._lag_unknown)
 
     # -- stopping ------------------------------------------------------------------------------
 
     def _drain(self) -> None:
         self._health.stopping = True
         self._update_pause()
-        for item in self._held:
+        for item in self._backlog:
             self._registry.abandon(item)
-        self._held.clear()
+        self._backlog.clear()
         left = max(0.0, self.drain_deadline - self._clock())
         logger.info("stopping (%s): draining %d in-flight documents for up to %.1fs",
                     self._stop.message, self._registry.count(), left,

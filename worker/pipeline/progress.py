@@ -1,10 +1,4 @@
-"""When each stage of the worker last made progress (read by the watchdog's thread).
-
-Progress is: a fetch returned records, the model scored a batch, the broker acknowledged an
-output or a dead letter, an offset commit succeeded (and, to start the clock afresh, partitions
-were assigned). The steps and the processor mark it; the watchdog turns a worker that has work
-but no progress into a diagnosis, a 503 and an exit.
-"""
+"""When each stage of the worker last made progress (read by the watchdog's thread)."""
 
 import time
 from collections.abc import Callable
@@ -14,6 +8,8 @@ from worker.runtime.metrics import WorkerMetrics
 
 
 class Event(StrEnum):
+    """A kind of progress."""
+
     FETCH = "fetch"
     BATCH = "batch scored"
     ACK = "acknowledgement"
@@ -22,6 +18,15 @@ class Event(StrEnum):
 
 
 class Progress:
+    """The monotonic time of the latest progress of each kind, and the wall-clock time of any in
+    ``eurovoc_last_progress_timestamp_seconds``.
+
+    Progress is: a fetch returned records, the model scored a batch, the broker acknowledged an
+    output or a dead letter, an offset commit succeeded (and, to start the clock afresh,
+    partitions were assigned). The steps and the processor mark it; the watchdog turns a worker
+    that has work but no progress into a diagnosis, a 503 and an exit.
+    """
+
     def __init__(
         self,
         metrics: WorkerMetrics,

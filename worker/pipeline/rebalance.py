@@ -1,20 +1,4 @@
-"""Partition assignment and revocation: a listener that only records events, and their handling.
-
-kafka-python 3.x invokes rebalance callbacks on its IO thread (the one that also sends
-heartbeats), inside the processor's ``consumer.poll()``. A blocking ``commit()`` from there
-fails ("Cannot block on net.run() from the IO thread") and any slow work there stalls
-heartbeats. So :class:`QueueingRebalanceListener` appends an event to a thread-safe deque and
-returns; the processor hands the events to :class:`Rebalancer` right after ``poll()`` returns:
-
-* assigned: the partitions join the processor's assignment (paused if fetching is paused);
-* revoked (cooperative): their in-flight work is finished and committed before the next
-  ``poll()``, which is what sends the follow-up JoinGroup that hands them to their new owner;
-  after ``revoke_timeout_s`` (or the drain deadline of a stop requested meanwhile) what is left
-  is dropped uncommitted and read again by the new owner;
-* revoked (eager assignors): every partition is revoked before the join and the new assignment
-  says which moved; the work of those is dropped uncommitted (duplicates are possible there);
-* lost: dropped at once, nothing committed (the group has moved on).
-"""
+"""Partition assignment and revocation: a listener that only records events, and their handling."""
 
 import logging
 import threading
@@ -51,7 +35,14 @@ class RebalanceEvent:
 
 
 class QueueingRebalanceListener(ConsumerRebalanceListener):
-    """Appends ``RebalanceEvent``s; ``drain()`` (loop thread) takes them in order."""
+    """Appends ``RebalanceEvent``s; ``drain()`` (loop thread) takes them in order.
+
+    kafka-python 3.x invokes rebalance callbacks on its IO thread (the one that also sends
+    heartbeats), inside the processor's ``consumer.poll()``. A blocking ``commit()`` from there
+    fails ("Cannot block on net.run() from the IO thread") and any slow work there stalls
+    heartbeats. So the listener only appends an event to a thread-safe deque and returns; the
+    processor hands the events to :class:`Rebalancer` right after ``poll()`` returns.
+    """
 
     def __init__(self) -> None:
         self._events: deque[RebalanceEvent] = deque()
@@ -80,7 +71,19 @@ class QueueingRebalanceListener(ConsumerRebalanceListener):
 
 
 class Rebalancer:
-    """Applies rebalance events to the processor's assignment (the processor's thread only)."""
+    """Applies rebalance events to the processor's assignment (the processor's thread only).
+
+    * assigned: the partitions join the processor's assignment (paused if fetching is paused);
+    * revoked (cooperative): their in-flight work is finished and committed before the next
+      ``poll()``, which is what sends the follow-up JoinGroup that hands them to their new owner;
+      their records still in the processor's ``backlog`` (fetched, never submitted) are
+      abandoned; after ``revoke_deadline_s`` (or the drain deadline of a stop requested
+      meanwhile) what is left is dropped uncommitted and read again by the new owner;
+    * revoked (eager assignors): every partition is revoked before the join and the new
+      assignment says which moved; the work of those is dropped uncommitted (duplicates are
+      possible there);
+    * lost: dropped at once, nothing committed (the group has moved on).
+    """
 
     def __init__(
         self,
@@ -92,7 +95,7 @@ class Rebalancer:
         revoke_deadline_s: float,
         poll_chain: Callable[[], None],
         drain_deadline: Callable[[], float | None],
-        held: deque[WorkItem],
+        backlog: deque[WorkItem],
         wakeup: threading.Event,
         health: HealthState,
         metrics: WorkerMetrics,
@@ -105,7 +108,7 @@ class Rebalancer:
         self._revoke_deadline_s = revoke_deadline_s
         self._poll_chain = poll_chain
         self._drain_deadline = drain_deadline
-        self._held = held
+        self._backlog = backlog
         self._wakeup = wakeup
         self._health = health
         self._metrics = metrics
@@ -149,7 +152,7 @@ class Rebalancer:
         if not partitions:
             return
         started = self._clock()
-        for item in self._held:  # fetched but never submitted: read again by the next owner
+        for item in self._backlog:  # fetched, never submitted: read again by the next owner
             if TopicPartition(item.source.topic, item.source.partition) in partitions:
                 self._registry.abandon(item)
         finished = self._finish(partitions, started + self._revoke_deadline_s)

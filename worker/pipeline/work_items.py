@@ -1,12 +1,4 @@
-"""What flows through the processing steps and the inference engine (no torch import here).
-
-A :class:`WorkItem` is one input record from the moment it is read (a Kafka record or a line of
-a file) until its outcome is acknowledged. It is the entry of the in-flight registry
-(``worker.pipeline.in_flight``) and the object every step passes on: nothing else tracks a document, so
-there is nothing to reconcile. Its ``stage`` says where it is (the watchdog's diagnosis names the
-stage of the oldest one); ``cancelled`` is set when its partition is revoked or lost, after which
-every step, the engine included, drops it without a result.
-"""
+"""What flows through the processing steps and the inference engine (no torch import here)."""
 
 import time
 from dataclasses import dataclass, field
@@ -18,6 +10,8 @@ from schemas.labels import LabelsMessage, SourceRef
 
 
 class Stage(StrEnum):
+    """Where a work item is."""
+
     DECODE = "decode"
     TOKENIZE = "tokenize"
     BATCH_QUEUE = "batch queue"
@@ -46,6 +40,16 @@ class Output:
 
 @dataclass(eq=False, slots=True)
 class WorkItem:
+    """One input record from the moment it is read (a Kafka record or a line of a file) until its
+    outcome is acknowledged.
+
+    It is the entry of the in-flight registry (``worker.pipeline.in_flight``) and the object
+    every step passes on: nothing else tracks a document, so there is nothing to reconcile. Its
+    ``stage`` says where it is (the watchdog's diagnosis names the stage of the oldest one);
+    ``cancelled`` is set when its partition is revoked or lost, after which every step, the
+    engine included, drops it without a result.
+    """
+
     source: SourceRef | None  # topic/partition/offset; None for a line of a file
     received_at: float  # time.monotonic() when read
     key: bytes | None = None

@@ -170,8 +170,8 @@ class ProducerSettings(BaseModel):
     producer_buffer_bytes: int = Field(
         default=32 * MIB,
         ge=MIB,
-        description="Bytes of unacknowledged outputs the worker holds (kafka-python's producer "
-        "has no bound of its own); at this bound the partitions pause.",
+        description="Bytes of unacknowledged outputs the worker holds; at this bound the "
+        "partitions pause.",
     )
     max_request_size: int = Field(
         default=MIB, ge=1024, description="Largest produce request (and so output record)."

@@ -1,4 +1,5 @@
-"""The in-flight registry (worker.pipeline.in_flight): contiguous watermarks, outcomes counted once."""
+"""The in-flight registry (worker.pipeline.in_flight): contiguous watermarks, outcomes counted
+once."""
 
 import pytest
 from kafka import TopicPartition
@@ -78,6 +79,17 @@ def test_commit_bookkeeping_and_drop(metrics):
     assert registry.count() == 0 and b[0].cancelled
     assert not registry.acknowledged(b[0], 1.0)  # a late acknowledgement of a dropped one
     assert registry.committable() == {}
+
+
+def test_committed_means_committed_and_uncommitted_work_begins_at_the_first_offset_read(metrics):
+    registry = InFlightRegistry(metrics)
+    assert registry.committed(A) is None and registry.uncommitted_from(A) is None  # unknown
+    items = track(registry, A, 7, 8)
+    assert registry.committed(A) is None  # read, never committed
+    assert registry.uncommitted_from(A) == 7
+    registry.acknowledged(items[7], 1.0)
+    registry.mark_committed(registry.committable())
+    assert registry.committed(A) == 8 and registry.uncommitted_from(A) == 8
 
 
 def test_only_selected_partitions(metrics):

@@ -43,6 +43,7 @@ class Rig:
     engine: FakeEngine
     metrics: WorkerMetrics
     health: HealthState
+    progress: Progress
 
     def outputs(self, topic: str = "out") -> list[str]:
         return [orjson.loads(value)["id"] for t, _, value, _ in self.producer.sent if t == topic]
@@ -87,10 +88,11 @@ def make(data: dict[int, list[bytes]], *, engine: FakeEngine | None = None,
     settings = load_settings(**{**values, **overrides})
     metrics = WorkerMetrics()
     health = HealthState(settings.operations.stall_timeout_s)
+    progress = Progress(metrics)
     processor = build_processor(settings, engine=engine, consumer=consumer,
                                 producer=fake_producer, metrics=metrics, health=health,
-                                progress=Progress(metrics))
-    return Rig(processor, broker, consumer, fake_producer, engine, metrics, health)
+                                progress=progress)
+    return Rig(processor, broker, consumer, fake_producer, engine, metrics, health, progress)
 
 
 def test_out_of_order_results_commit_only_the_contiguous_prefix():
@@ -433,3 +435,20 @@ def test_partitions_never_fetched_from_count_as_work_for_the_watchdog():
     rig.consumer.highwater = lambda tp: None if tp == P1 else 0
     rig.processor.update_lag()
     assert rig.processor.has_work()
+
+
+def test_consumer_lag_counts_from_the_last_commit_else_the_first_offset_read():
+    rig = make({0: [doc(i) for i in range(10)], 1: [doc(100 + i) for i in range(5)]},
+               engine=FakeEngine(auto=False), max_poll_records=4)
+    rig.broker.committed[("g", P0)] = 3  # a previous owner's commit
+    rig.start()  # P0 3..6 read (the position is 7), nothing of P1 yet
+    rig.processor.update_lag()
+    lag = {p: rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition=str(p)) for p in (0, 1)}
+    assert lag == {0: 7, 1: 5}  # P0: from the first offset read; P1: from its position
+    rig.engine.release(2)  # offsets 3 and 4 done
+    for _ in range(5):
+        rig.processor.run_once()
+        time.sleep(0.02)
+    assert rig.processor.registry.committed(P0) == 5
+    rig.processor.update_lag(lookup_positions=False)
+    assert rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition="0") == 5

@@ -1,19 +1,4 @@
-"""The processing-step interface (after getsentry/arroyo's ``ProcessingStrategy``).
-
-A worker is a chain of small steps, composed in one place (``worker.app``)::
-
-    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► ProduceStep ─► CommitStep
-                           │ rejected       │ failed      ▲
-                           └────────► DeadLetterStep ─────┘
-
-Each step gets :class:`~worker.pipeline.work_items.WorkItem` objects through ``submit`` and hands them on
-to the next step. ``submit`` never blocks: a step that is full raises :class:`MessageRejected`
-("try the same item again later"); the processor then holds the item and pauses its partitions,
-which is the worker's backpressure. ``poll`` moves finished work on (results of the model,
-acknowledgements of the broker) and is called on every iteration of the processor's loop;
-errors of asynchronous work surface there. ``join`` waits, up to a timeout, until everything
-submitted has been passed on (the drain on shutdown); ``close`` releases what the step holds.
-"""
+"""The processing-step interface (after getsentry/arroyo's ``ProcessingStrategy``)."""
 
 import threading
 import time
@@ -30,6 +15,18 @@ class MessageRejected(Exception):
 
 
 class Step(Protocol):
+    """One link of the chain (``worker.pipeline.steps`` shows it), composed in ``worker.app``.
+
+    Each step gets :class:`~worker.pipeline.work_items.WorkItem` objects through ``submit`` and
+    hands them on to the next step. ``submit`` never blocks: a step that is full raises
+    :class:`MessageRejected` ("try the same item again later"); the processor then keeps the item
+    in its backlog and pauses its partitions, which is the worker's backpressure. ``poll`` moves
+    finished work on (results of the model, acknowledgements of the broker) and is called on
+    every iteration of the processor's loop; errors of asynchronous work surface there. ``join``
+    waits, up to a timeout, until everything submitted has been passed on (the drain on
+    shutdown); ``close`` releases what the step holds.
+    """
+
     def submit(self, item: WorkItem) -> None:
         """Take one item (or raise ``MessageRejected``); returns at once."""
 

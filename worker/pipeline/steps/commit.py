@@ -1,17 +1,4 @@
-"""Commit step: acknowledged items advance their partition's watermark; offsets get committed.
-
-The last step of the chain. ``submit`` records an acknowledged item in the in-flight registry
-(which counts its outcome once); every ``commit_interval_ms`` the contiguous watermarks are
-handed to a :class:`Committer`, the strategy that makes them durable:
-
-* :class:`ConsumerCommitter` (at-least-once, today's): ``consumer.commit_async`` for the
-  periodic commits (the loop never waits on the group coordinator; one commit in flight at a
-  time; skipped while the group rebalances, since kafka-python can only fail it then) and a
-  bounded synchronous ``consumer.commit`` when partitions are revoked and on shutdown;
-Exactly-once replaces this step and the produce step by ``worker.pipeline.steps.transaction``, which
-commits outputs and offsets in one transaction; the processor and the rebalancer only see
-:class:`CommitsNow`.
-"""
+"""Commit step: acknowledged items advance their partition's watermark; offsets get committed."""
 
 import logging
 import time
@@ -30,41 +17,93 @@ logger = logging.getLogger(__name__)
 
 Offsets = dict[TopicPartition, int]
 
+_MIN_COMMIT_NOW_S = 0.1
+
 
 class CommitsNow(Protocol):
-    """What the processor and the rebalancer ask of the last step of the chain."""
+    """What the processor and the rebalancer ask of the last step of the chain (the commit step,
+    or with exactly-once the transaction step)."""
 
     def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
                    timeout_s: float | None = None) -> bool:
         """Commit the watermarks of ``partitions`` (default: all) now; True once committed."""
 
 
-class Committer(Protocol):
-    def commit(self, offsets: Offsets, on_committed: Callable[[Offsets], None]) -> None:
-        """Start committing ``offsets`` without waiting; call ``on_committed`` once they are."""
+def commit_now_timeout(commit_timeout_s: float, timeout_s: float | None) -> float:
+    """How long a ``commit_now`` may take: the commit timeout, or ``timeout_s`` when shorter,
+    and never under a tenth of a second."""
+    limit = commit_timeout_s if timeout_s is None else min(timeout_s, commit_timeout_s)
+    return max(_MIN_COMMIT_NOW_S, limit)
 
-    def commit_now(self, offsets: Offsets, timeout_s: float) -> bool:
-        """Commit ``offsets`` within ``timeout_s``; True once they are committed."""
 
+class CommitStep:
+    """The last step of at-least-once: commits the contiguous watermarks as the consumer group's
+    offsets.
 
-class ConsumerCommitter:
-    """At-least-once: the consumer group's committed offsets."""
+    ``submit`` records an acknowledged item in the in-flight registry (which counts its outcome
+    once). Every ``interval_s`` the watermarks go to ``consumer.commit_async`` (the loop never
+    waits on the group coordinator; one commit in flight at a time; skipped while the group
+    rebalances, since kafka-python can only fail it then); ``commit_now`` is a bounded
+    synchronous ``consumer.commit``, when partitions are revoked and on shutdown. ``metadata``
+    (the worker id, at most 200 characters) goes with every commit.
+    """
 
-    def __init__(self, consumer, metadata: str) -> None:
+    def __init__(
+        self,
+        registry: InFlightRegistry,
+        consumer,
+        *,
+        metadata: str,
+        interval_s: float,
+        timeout_s: float,
+        progress: Progress | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registry = registry
         self._consumer = consumer
         self._metadata = metadata[:200]
-        self._in_flight = False
+        self._interval_s = interval_s
+        self._timeout_s = timeout_s
+        self._progress = progress
+        self._clock = clock
+        self._next_commit = clock() + interval_s
+        self._commit_in_flight = False
         self._failures = 0
 
-    def _request(self, offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
-        return {tp: OffsetAndMetadata(offset, self._metadata, -1) for tp, offset in offsets.items()}
+    def submit(self, item: WorkItem) -> None:
+        self._registry.acknowledged(item, self._clock())
 
-    def commit(self, offsets: Offsets, on_committed: Callable[[Offsets], None]) -> None:
-        if self._in_flight or self._consumer.group_metadata().state != MemberState.STABLE:
+    def poll(self) -> None:
+        now = self._clock()
+        if now >= self._next_commit:
+            self._next_commit = now + self._interval_s
+            offsets = self._registry.committable()
+            if offsets:
+                self._commit_async(offsets)
+
+    def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
+                   timeout_s: float | None = None) -> bool:
+        """Commit the watermarks of ``partitions`` (default: all) now, within
+        :func:`commit_now_timeout`: on a revoke and on the way out."""
+        offsets = self._registry.committable(partitions)
+        if not offsets:
+            return True
+        timeout = commit_now_timeout(self._timeout_s, timeout_s)
+        try:
+            self._consumer.commit(self._request(offsets), timeout_ms=max(1, int(timeout * 1000)))
+        except KafkaError as exc:
+            logger.warning("offset commit failed (%r): the work after the last commit will be "
+                           "read again", exc, extra={"event": "commit_failed"})
+            return False
+        self._committed(offsets)
+        return True
+
+    def _commit_async(self, offsets: Offsets) -> None:
+        if self._commit_in_flight or self._consumer.group_metadata().state != MemberState.STABLE:
             return
 
         def done(_offsets, result) -> None:  # runs on this thread, inside consumer.poll()
-            self._in_flight = False
+            self._commit_in_flight = False
             if isinstance(result, BaseException):
                 self._failures += 1
                 if self._failures in (1, 10, 100) or self._failures % 1000 == 0:
@@ -76,63 +115,13 @@ class ConsumerCommitter:
                 logger.info("offset commits succeed again after %d failures", self._failures,
                             extra={"event": "commit_recovered"})
             self._failures = 0
-            on_committed(offsets)
+            self._committed(offsets)
 
-        self._in_flight = True
+        self._commit_in_flight = True
         self._consumer.commit_async(self._request(offsets), callback=done)
 
-    def commit_now(self, offsets: Offsets, timeout_s: float) -> bool:
-        try:
-            self._consumer.commit(self._request(offsets), timeout_ms=max(1, int(timeout_s * 1000)))
-        except KafkaError as exc:
-            logger.warning("offset commit failed (%r): the work after the last commit will be "
-                           "read again", exc, extra={"event": "commit_failed"})
-            return False
-        return True
-
-
-class CommitStep:
-    def __init__(
-        self,
-        registry: InFlightRegistry,
-        committer: Committer,
-        *,
-        interval_s: float,
-        timeout_s: float,
-        progress: Progress | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._registry = registry
-        self._committer = committer
-        self._interval_s = interval_s
-        self._timeout_s = timeout_s
-        self._progress = progress
-        self._clock = clock
-        self._next_commit = clock() + interval_s
-
-    def submit(self, item: WorkItem) -> None:
-        self._registry.acknowledged(item, self._clock())
-
-    def poll(self) -> None:
-        now = self._clock()
-        if now >= self._next_commit:
-            self._next_commit = now + self._interval_s
-            offsets = self._registry.committable()
-            if offsets:
-                self._committer.commit(offsets, self._committed)
-
-    def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
-                   timeout_s: float | None = None) -> bool:
-        """Commit the watermarks of ``partitions`` (default: all) now, within the commit
-        timeout (or ``timeout_s`` when shorter): on a revoke and on the way out."""
-        offsets = self._registry.committable(partitions)
-        if not offsets:
-            return True
-        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
-        if not self._committer.commit_now(offsets, max(0.1, timeout)):
-            return False
-        self._committed(offsets)
-        return True
+    def _request(self, offsets: Offsets) -> dict[TopicPartition, OffsetAndMetadata]:
+        return {tp: OffsetAndMetadata(offset, self._metadata, -1) for tp, offset in offsets.items()}
 
     def _committed(self, offsets: Offsets) -> None:
         self._registry.mark_committed(offsets)

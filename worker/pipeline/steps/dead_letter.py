@@ -1,23 +1,77 @@
-"""Dead-letter routing: a record that cannot be labelled becomes a dead letter for the produce step.
+"""Dead-letter step: a record that cannot be labelled becomes a dead letter for the produce step."""
 
-Rejections come from the decode step (not UTF-8, not JSON, schema, empty, too large) and from
-the classify step (inference failed). A record that was replayed from the dead-letter topic
-(``eurovoc-worker replay-dlq``) carries its ``replay.count`` into its new dead letter, so that
-replay can stop a record that keeps failing. Each record is counted once by the dead-letter limit, at
-its final outcome: here when it is dead-lettered, by the classify step when it was labelled. The
-record that would break the limit is not sent: it and every later rejection are abandoned
-(never finished, never committed) and ``limit_reached`` names the cause, on which the processor
-stops with exit code 3 after finishing the work before it.
-"""
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from schemas.dead_letter import replay_count
-from worker.pipeline.dlq_policy import DlqPolicy, build_dead_letter
+from schemas.dead_letter import DeadLetterHeaders, ErrorType, replay_count
+from worker.pipeline.dlq_policy import DlqPolicy
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.steps.base import Step
 from worker.pipeline.work_items import Output, Stage, WorkItem
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-letter record: the original key and value bytes unchanged, plus the
+    ``DeadLetterHeaders`` (reason, source topic/partition/offset, worker, time, and how often the
+    record had already been replayed: the ``replay.count`` header of the input record)."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def build_dead_letter(
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    error_type: ErrorType,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    worker_id: str,
+    max_value_bytes: int,
+    replay_count: int = 0,
+) -> DeadLetter:
+    """The dead letter of the record at ``topic``/``partition``/``offset``. A value above
+    ``max_value_bytes`` (it could not be produced: the broker's message size limit) is cut to that
+    size and marked with the ``error.truncated_from`` header
+    (``DeadLetterHeaders.error_truncated_from``): the original length."""
+    truncated_from = None
+    if value is not None and len(value) > max_value_bytes:
+        truncated_from = len(value)
+        value = value[:max_value_bytes]
+    headers = DeadLetterHeaders(
+        error_type=error_type,
+        error_message=message,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        worker_id=worker_id,
+        failed_at=datetime.now(UTC),
+        error_truncated_from=truncated_from,  # None: no header
+        replay_count=replay_count,
+    ).to_kafka_headers()
+    if value is None and key is None:
+        value = b""  # a record needs a key or a value
+    return DeadLetter(key=key, value=value, headers=headers)
+
+
 class DeadLetterStep:
+    """Turns each rejected item into its dead letter and hands it to the produce step.
+
+    Rejections come from the decode step (not UTF-8, not JSON, schema, empty, too large) and from
+    the classify step (inference failed). A record that was replayed from the dead-letter topic
+    (``eurovoc-worker replay-dlq``) carries its ``replay.count`` into its new dead letter, so that
+    replay can stop a record that keeps failing. Each record is counted once by the dead-letter
+    limit (:class:`~worker.pipeline.dlq_policy.DlqPolicy`), at its final outcome: here when it is
+    dead-lettered, by the classify step when it was labelled. The record that would break the
+    limit is not sent: it and every later rejection are abandoned (never finished, never
+    committed) and ``limit_reached`` names the cause, on which the processor stops with exit
+    code 3 after finishing the work before it.
+    """
+
     def __init__(
         self,
         produce: Step,

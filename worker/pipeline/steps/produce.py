@@ -1,21 +1,4 @@
-"""Produce step: label messages and dead letters to their topics; acknowledged ones go on.
-
-Every output is sent at once (no ``flush()`` per batch) with a callback and an errback that only
-append to a deque and wake the processor (they run on the producer's IO thread); ``poll`` takes
-the acknowledgements on the processor's thread and hands the items to the commit step.
-
-Delivery: the producer is idempotent with ``acks=all`` and retries a record by itself for up to
-``delivery_timeout_ms`` without reordering it. A record that still fails is fatal:
-:class:`DeliveryFailed` is raised from ``poll``; its offset was never committed and later
-offsets of its partition are not either (the watermark stops at it), so the worker commits what
-was acknowledged and exits 1 — it never re-sends out of order itself.
-
-Bounded: kafka-python 3's producer buffers without limit, so the step holds at most
-``max_buffer_bytes`` of unacknowledged outputs and rejects more (``MessageRejected``).
-
-Exactly-once replaces this step and the commit step by ``worker.pipeline.steps.transaction``, which holds
-the outputs and sends those below the watermark inside a transaction.
-"""
+"""Produce step: label messages and dead letters to their topics; acknowledged ones go on."""
 
 import threading
 from collections import deque
@@ -28,11 +11,38 @@ from worker.pipeline.steps.base import MessageRejected, Step, join_then_next
 from worker.pipeline.work_items import Output, WorkItem
 
 
+def output_of(item: WorkItem, output_topic: str) -> Output:
+    """The record to send for ``item``: its dead letter when it has one, else its label message
+    to ``output_topic`` (key: the document id), built once and kept on the item."""
+    if item.output is None:
+        labels = item.labels
+        item.output = Output(output_topic, labels.id.encode(), encode_message(labels))
+    return item.output
+
+
 class DeliveryFailed(RuntimeError):
     """An output or dead letter could not be delivered within the producer's delivery timeout."""
 
 
 class ProduceStep:
+    """Sends each item's output and hands the acknowledged items to ``next_step`` (the commit
+    step).
+
+    Every output is sent at once (no ``flush()`` per batch) with a callback and an errback that
+    only append to a deque and wake the processor (they run on the producer's IO thread); ``poll``
+    takes the acknowledgements on the processor's thread and hands the items on.
+
+    Delivery: the producer is idempotent with ``acks=all`` and retries a record by itself for up
+    to ``delivery_timeout_ms`` without reordering it. A record that still fails is fatal:
+    :class:`DeliveryFailed` is raised from ``poll``; its offset was never committed and later
+    offsets of its partition are not either (the watermark stops at it), so the worker commits
+    what was acknowledged and exits 1 — it never re-sends out of order itself.
+
+    Bounded: kafka-python 3's producer buffers without limit, so the step holds at most
+    ``max_buffer_bytes`` (``producer_buffer_bytes``) of unacknowledged outputs and rejects more
+    (``MessageRejected``), which pauses the partitions.
+    """
+
     def __init__(
         self,
         producer,
@@ -57,10 +67,7 @@ class ProduceStep:
         return self._unacknowledged
 
     def submit(self, item: WorkItem) -> None:
-        if item.output is None:
-            labels = item.labels
-            item.output = Output(self._topic, labels.id.encode(), encode_message(labels))
-        output = item.output
+        output = output_of(item, self._topic)
         size = len(output.value or b"") + len(output.key or b"")
         if self._pending_bytes and self._pending_bytes + size > self._max_bytes:
             raise MessageRejected

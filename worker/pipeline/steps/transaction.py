@@ -1,39 +1,4 @@
-"""Transaction step (``--delivery exactly-once``): outputs, dead letters and offsets, atomically.
-
-It takes the place of both the produce step and the commit step of at-least-once::
-
-    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► TransactionStep
-                           │ rejected       │ failed      ▲
-                           └────────► DeadLetterStep ─────┘
-
-``submit`` holds an item's label message or dead letter (nothing is sent yet) and counts the
-item as finished in the in-flight registry, which moves its partition's contiguous watermark.
-Every ``commit_interval_ms`` one Kafka transaction (KIP-98) carries, per partition, exactly the
-held outputs *below* the watermark and the watermark itself as the group's offset
-(``send_offsets_to_transaction(offsets, consumer.group_metadata())``, KIP-447): begin, send,
-flush, send the offsets, commit. Results finish out of order (the batcher groups documents by
-length), so outputs past a partition's watermark wait for a later transaction: a transaction
-never holds an output whose input offset it does not commit, and a crash after a commit
-re-processes nothing that was committed.
-
-* An error inside a transaction (a send that failed, a flush past ``commit_timeout_s``, a
-  stale group generation, the coordinator gone): the transaction is aborted, every partition
-  of it is sought back to its last committed offset and its in-flight work is dropped; the
-  records are read and processed again (read_committed readers never see the aborted ones).
-* Fenced (another producer took this ``transactional_id`` over) or any error the abort cannot
-  recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1. Unless
-  the id is this process's own (derived from ``worker_id``, no ``group_instance_id``): then only
-  the broker can have fenced it, by aborting a transaction that outlived
-  ``transaction_timeout_ms`` (a broker outage, a frozen process); ``renew`` builds a new
-  producer for the id (once a minute at most) and the transaction's partitions are rewound.
-* kafka-python 3.0.12's ``send_offsets_to_transaction``, ``commit_transaction`` and
-  ``abort_transaction`` wait without a timeout: they run on the processor's thread, so a
-  transaction that never completes stops the loop's iterations and the watchdog ends the worker
-  (exit 1) after ``stall_timeout_s``.
-* On a revoke the rebalancer finishes the revoked partitions' work and calls ``commit_now`` for
-  them: one transaction up to their watermarks; what is past is dropped, read again by the new
-  owner.
-"""
+"""Transaction step (``--delivery exactly-once``): outputs, dead letters and offsets, atomically."""
 
 import logging
 import time
@@ -42,15 +7,15 @@ from collections.abc import Callable, Iterable
 from kafka import TopicPartition
 from kafka.errors import (
     InvalidProducerEpochError,
-    KafkaError,
     ProducerFencedError,
     TransactionalIdAuthorizationFailedError,
 )
 from kafka.structs import MemberState, OffsetAndMetadata
 
-from schemas.codec import encode_message
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
+from worker.pipeline.steps.commit import commit_now_timeout
+from worker.pipeline.steps.produce import output_of
 from worker.pipeline.work_items import Output, WorkItem
 from worker.runtime.metrics import WorkerMetrics
 
@@ -58,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 _FATAL = (ProducerFencedError, InvalidProducerEpochError, TransactionalIdAuthorizationFailedError)
 
-Held = tuple[int, WorkItem, Output]  # (offset, item, output)
+Staged = tuple[int, WorkItem, Output]
+"""An output staged for a transaction: (input offset, item, output)."""
 _REBALANCE_WAIT_S = 3.0
 """Transactions wait this long for a rebalance to end before they go on during it."""
 _RENEW_EVERY_S = 60.0
@@ -70,6 +36,38 @@ class TransactionFenced(RuntimeError):
 
 
 class TransactionStep:
+    """The last step of exactly-once, in the place of both the produce and the commit step.
+
+    ``submit`` stages an item's label message or dead letter (nothing is sent yet) and counts the
+    item as finished in the in-flight registry, which moves its partition's contiguous watermark.
+    Every ``interval_s`` (``commit_interval_ms``) one Kafka transaction (KIP-98) carries, per
+    partition, exactly the staged outputs *below* the watermark and the watermark itself as the
+    group's offset (``send_offsets_to_transaction(offsets, consumer.group_metadata())``,
+    KIP-447): begin, send, flush, send the offsets, commit. Results finish out of order (the
+    batcher groups documents by length), so outputs past a partition's watermark stay staged for
+    a later transaction: a transaction never carries an output whose input offset it does not
+    commit, and a crash after a commit re-processes nothing that was committed.
+
+    * An error inside a transaction (a send that failed, a flush past ``commit_timeout_s``, a stale
+      group generation, the coordinator gone): the transaction is aborted, every partition of it
+      is sought back to where its uncommitted records begin and its in-flight work is dropped;
+      the records are read and processed again (read_committed readers never see the aborted
+      ones).
+    * Fenced (another producer took this ``transactional_id`` over) or any error the abort cannot
+      recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1.
+      Unless the id is this process's own (derived from ``worker_id``, no ``group_instance_id``):
+      then only the broker can have fenced it, by aborting a transaction that outlived
+      ``transaction_timeout_ms`` (a broker outage, a frozen process); ``renew`` builds a new
+      producer for the id (once a minute at most) and the transaction's partitions are rewound.
+    * kafka-python 3.0.12's ``send_offsets_to_transaction``, ``commit_transaction`` and
+      ``abort_transaction`` wait without a timeout: they run on the processor's thread, so a
+      transaction that never completes stops the loop's iterations and the watchdog ends the
+      worker (exit 1) after ``stall_timeout_s``.
+    * On a revoke the rebalancer finishes the revoked partitions' work and calls ``commit_now``
+      for them: one transaction up to their watermarks; what is past is dropped, read again by
+      the new owner.
+    """
+
     def __init__(
         self,
         producer,
@@ -98,18 +96,16 @@ class TransactionStep:
         self._metrics = metrics
         self._progress = progress
         self._clock = clock
-        self._held: dict[TopicPartition, list[Held]] = {}
+        self._staged: dict[TopicPartition, list[Staged]] = {}
         self._next_commit = clock() + interval_s
         self._fatal: str | None = None
         self._rebalancing_since: float | None = None
 
     def submit(self, item: WorkItem) -> None:
-        if item.output is None:
-            item.output = Output(self._topic, item.labels.id.encode(), encode_message(item.labels))
-        source, output = item.source, item.output
+        source, output = item.source, output_of(item, self._topic)
         if self._registry.acknowledged(item, self._clock(), latency=False):
             tp = TopicPartition(source.topic, source.partition)
-            self._held.setdefault(tp, []).append((source.offset, item, output))
+            self._staged.setdefault(tp, []).append((source.offset, item, output))
             if self._progress is not None:
                 self._progress.mark(Event.ACK)
 
@@ -135,11 +131,10 @@ class TransactionStep:
     def commit_now(self, partitions: Iterable[TopicPartition] | None = None,
                    timeout_s: float | None = None) -> bool:
         """One transaction up to the watermarks of ``partitions`` (default: all) now, the flush
-        within the commit timeout (or ``timeout_s`` when shorter): on a revoke and on the way
-        out. False when it was aborted (or the producer is fenced)."""
-        timeout = self._timeout_s if timeout_s is None else min(timeout_s, self._timeout_s)
+        within :func:`~worker.pipeline.steps.commit.commit_now_timeout`: on a revoke and on the
+        way out. False when it was aborted (or the producer is fenced)."""
         try:
-            return self._commit(partitions, max(0.1, timeout))
+            return self._commit(partitions, commit_now_timeout(self._timeout_s, timeout_s))
         except TransactionFenced:
             return False  # logged where it was raised; poll() raises it again
 
@@ -179,12 +174,12 @@ class TransactionStep:
             self._progress.mark(Event.COMMIT)
         return True
 
-    def _take(self, offsets: dict[TopicPartition, int]) -> list[Held]:
-        """The held outputs below the watermarks in ``offsets``, in offset order per partition
-        (the rest stay held); outputs of dropped partitions are forgotten."""
-        batch: list[Held] = []
-        for tp in list(self._held):
-            entries = [entry for entry in self._held[tp] if not entry[1].cancelled]
+    def _take(self, offsets: dict[TopicPartition, int]) -> list[Staged]:
+        """The staged outputs below the watermarks in ``offsets``, in offset order per partition
+        (the rest stay staged); outputs of dropped partitions are forgotten."""
+        batch: list[Staged] = []
+        for tp in list(self._staged):
+            entries = [entry for entry in self._staged[tp] if not entry[1].cancelled]
             watermark = offsets.get(tp)
             if watermark is not None:
                 entries.sort(key=lambda entry: entry[0])
@@ -192,9 +187,9 @@ class TransactionStep:
                 batch.extend(below)
                 entries = entries[len(below):]
             if entries:
-                self._held[tp] = entries
+                self._staged[tp] = entries
             else:
-                del self._held[tp]
+                del self._staged[tp]
         return batch
 
     def _abort(self, offsets: dict[TopicPartition, int], exc: BaseException,
@@ -250,10 +245,10 @@ class TransactionStep:
         self._rewind(offsets, exc)
 
     def _rewind(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
-        """After an abort: seek every partition of the transaction back to its last committed
-        offset and drop its in-flight work; the records are read and processed again."""
+        """After an abort: seek every partition of the transaction back to where its uncommitted
+        records begin and drop its in-flight work; the records are read and processed again."""
         registry, consumer = self._registry, self._consumer
-        positions = {tp: registry.committed(tp) for tp in offsets}
+        positions = {tp: registry.uncommitted_from(tp) for tp in offsets}
         dropped = registry.drop(offsets)
         assigned = set(consumer.assignment() or ())
         for tp, position in positions.items():

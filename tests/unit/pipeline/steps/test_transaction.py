@@ -138,7 +138,7 @@ def test_a_transaction_that_never_completes_is_ended_by_the_watchdog():
     rig.producer.on_commit = lambda: release.wait(10)
     exits: list[int] = []
     watchdog = Watchdog(rig.processor, rig.consumer, rig.processor.registry, stall_timeout_s=5,
-                        progress=rig.processor._progress, health=rig.health,
+                        progress=rig.progress, health=rig.health,
                         metrics=rig.metrics, exit=exits.append)
     loop = threading.Thread(target=rig.start, args=(50,), daemon=True)
     loop.start()
