@@ -89,12 +89,9 @@ def _run(args: argparse.Namespace) -> int:
             args.file, args.topic, args.bootstrap_servers,
             limit=args.limit, partitions=args.partitions, timeout_s=args.timeout_s,
         )
-    except DocumentFileError as exc:
+    except (DocumentFileError, KafkaIOError) as exc:
         logger.error("produce failed: %s", exc)
-        return ExitCode.CONFIG
-    except KafkaIOError as exc:
-        logger.error("produce failed: %s", exc)
-        return ExitCode.FATAL
+        return ExitCode.CONFIG if isinstance(exc, DocumentFileError) else ExitCode.FATAL
     logger.info("produced %d documents to %s", count, args.topic)
     return ExitCode.OK
 

@@ -4,7 +4,6 @@ deleted while running is reported once; an unreachable broker is not a deleted t
 import threading
 
 import pytest
-
 from kafka.errors import (
     KafkaConnectionError,
     TopicAlreadyExistsError,
