@@ -59,7 +59,7 @@ def create_missing_topics(admin, topics: list[str], partitions: int,
 
 
 def create_topics(connection: KafkaConnectionSettings, topics: list[str], partitions: int,
-                  *, replication_factor: int = 1, client_id: str = "eurovoc-worker") -> list[str]:
+                  *, client_id: str, replication_factor: int = 1) -> list[str]:
     """:func:`create_missing_topics` through an admin client of its own, connected with
     ``connection`` (brokers, timeouts, SASL/TLS; raises ``KafkaAccessDenied`` or
     ``KafkaUnreachable`` from :func:`worker.kafka.access.connect_admin`)."""
