@@ -30,7 +30,6 @@ holds: unfinished work was never committed).
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +55,7 @@ from worker.pipeline.steps.transaction import TransactionStep
 from worker.runtime.http_endpoints import HealthServer, HealthState
 from worker.runtime.logging_setup import setup_logging
 from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.signals import StopSignals
 from worker.runtime.watchdog import EXIT_GRACE_S, Watchdog
 from worker.settings.worker_settings import WorkerSettings
 
@@ -143,35 +143,16 @@ def own_transactional_id(settings: WorkerSettings) -> bool:
         settings.consumer.group_instance_id is None)
 
 
-class _Signals:
+def _stop_on_signals(processor: StreamProcessor, watchdog: Watchdog, drain_timeout_s: float,
+                     exit: Callable[[int], None] = os._exit) -> StopSignals:
     """First SIGTERM/SIGINT: graceful stop, with a hard deadline. Second: exit at once."""
 
-    def __init__(self, processor: StreamProcessor, watchdog: Watchdog, drain_timeout_s: float):
-        self._processor = processor
-        self._watchdog = watchdog
-        self._drain_timeout_s = drain_timeout_s
-        self._count = 0
-        self._previous: dict[int, object] = {}
+    def stop(name: str) -> None:
+        processor.request_stop(f"received {name}")
+        watchdog.arm(time.monotonic() + drain_timeout_s + EXIT_GRACE_S, int(ExitCode.FATAL),
+                     f"shutdown did not finish within drain_timeout_s + {EXIT_GRACE_S:g}s")
 
-    def __enter__(self) -> "_Signals":
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, _frame) -> None:
-        self._count += 1
-        name = signal.Signals(signum).name
-        if self._count > 1:
-            os.write(2, f'{{"level":"ERROR","msg":"second {name}: exiting at once"}}\n'.encode())
-            os._exit(128 + signum)
-        self._processor.request_stop(f"received {name}")
-        self._watchdog.arm(time.monotonic() + self._drain_timeout_s + EXIT_GRACE_S,
-                           int(ExitCode.FATAL),
-                           f"shutdown did not finish within drain_timeout_s + {EXIT_GRACE_S:g}s")
+    return StopSignals(stop, second_exits=True, exit=exit)
 
 
 def run_worker(
@@ -246,7 +227,7 @@ def run_worker(
 
         topic_watch = TopicWatch(admin, worker_topics(settings), topics_gone,
                                  interval_s=ops.topic_check_interval_s).start()
-        with _Signals(processor, watchdog, ops.drain_timeout_s):
+        with _stop_on_signals(processor, watchdog, ops.drain_timeout_s):
             outcome = processor.run()
         return _finish(outcome)
     finally:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from schemas.labels import LabelsMessage
-from worker.commands.demo_io import ensure_topic, format_labels, produce, tail
+from worker.commands.produce import ensure_topic, produce
+from worker.commands.tail import format_labels, tail
 from worker.inference.checkpoint import read_manifest
 from worker.runtime.http_endpoints import WorkerNotReady, wait_until_ready
 

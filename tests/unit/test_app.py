@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from worker.app import _Signals
+from worker.app import _stop_on_signals
 from worker.runtime.logging_setup import kafka_log_throttle, setup_logging
 
 
@@ -30,17 +30,16 @@ class _Watchdog:
         self.armed.append((deadline, exit_code, why))
 
 
-def test_first_signal_drains_with_a_deadline_and_a_second_exits_at_once(monkeypatch):
+def test_first_signal_drains_with_a_deadline_and_a_second_exits_at_once():
     exits = []
 
     def fake_exit(code: int) -> None:
         exits.append(code)
         raise SystemExit(code)
 
-    monkeypatch.setattr("worker.app.os._exit", fake_exit)
     processor, watchdog = _Processor(), _Watchdog()
     before = signal.getsignal(signal.SIGTERM)
-    with _Signals(processor, watchdog, drain_timeout_s=30):
+    with _stop_on_signals(processor, watchdog, drain_timeout_s=30, exit=fake_exit):
         assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_DFL)
         started = time.monotonic()
         os.kill(os.getpid(), signal.SIGTERM)

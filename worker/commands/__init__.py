@@ -1,2 +1,2 @@
-"""The ``eurovoc-worker`` sub-commands: ``run`` (``cli``, which composes nothing itself: see
-``worker.app``), ``classify``, ``produce`` / ``tail`` (``demo_io``) and ``replay-dlq``."""
+"""The ``eurovoc-worker`` sub-commands (composed by ``cli``): ``run`` (the worker is composed in
+``worker.app``), ``classify``, ``produce``, ``tail`` and ``replay-dlq``."""

@@ -17,7 +17,6 @@
 """
 
 import logging
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pydantic import ValidationError
 
 from schemas.dead_letter import REPLAY_COUNT_HEADER, DeadLetterHeaders
 from worker.kafka.clients import security_config
+from worker.runtime.signals import StopSignals
 from worker.settings.replay import ReplaySettings, Skip
 
 logger = logging.getLogger(__name__)
@@ -60,26 +60,10 @@ class ReplayReport:
                 "complete": self.complete}
 
 
-class StopFlag:
-    """SIGINT/SIGTERM: finish the batch, commit it, stop."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def __enter__(self) -> "StopFlag":
-        self._previous = {s: signal.signal(s, self._set) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _set(self, signum: int, _frame) -> None:
-        self.signum = signum
-
-
-def replay(settings: ReplaySettings, out: TextIO, stop: StopFlag | None = None) -> ReplayReport:
-    """Replay the dead letters ``settings`` select; return what was done."""
+def replay(settings: ReplaySettings, out: TextIO,
+           stop: StopSignals | None = None) -> ReplayReport:
+    """Replay the dead letters ``settings`` select; return what was done. Once ``stop`` got a
+    signal: finish the batch, commit it, stop."""
     report = ReplayReport(settings.group_id, settings.dry_run)
     connection = security_config(settings, CLIENT_ID)
     consumer = KafkaConsumer(
@@ -97,7 +81,7 @@ def replay(settings: ReplaySettings, out: TextIO, stop: StopFlag | None = None) 
         if not settings.dry_run:
             producer = KafkaProducer(**connection, acks="all", enable_idempotence=True,
                                      linger_ms=5, allow_auto_create_topics=False)
-        _run(settings, consumer, producer, end, report, out, stop or StopFlag())
+        _run(settings, consumer, producer, end, report, out, stop or StopSignals())
     finally:
         if producer is not None:
             producer.close(timeout=5)

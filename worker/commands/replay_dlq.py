@@ -9,9 +9,11 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
-from worker.commands.dlq_replayer import CLIENT_ID, ReplayError, StopFlag, replay
+from worker.commands.dlq_replayer import CLIENT_ID, ReplayError, replay
+from worker.exit_codes import ExitCode, signal_exit_code
 from worker.kafka.access import KafkaAccessDenied, KafkaUnreachable, connect_admin
 from worker.pipeline.steps.decoding import describe_validation_error
+from worker.runtime.signals import StopSignals
 from worker.settings.replay import ReplaySettings
 from worker.settings.worker_settings import add_settings_flags, flag_values
 
@@ -40,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> CliSettingsSource:
 
 def _invalid(message: str) -> int:
     print(f"eurovoc-worker replay-dlq: {message}", file=sys.stderr)
-    return 2
+    return ExitCode.CONFIG
 
 
 def run_command(args: argparse.Namespace, source: CliSettingsSource, out=sys.stdout) -> int:
@@ -58,15 +60,15 @@ def run_command(args: argparse.Namespace, source: CliSettingsSource, out=sys.std
         return _invalid(f"Kafka at {settings.bootstrap_servers}: {exc}")
     except KafkaUnreachable as exc:
         logger.error("%s", exc)
-        return 1
+        return ExitCode.FATAL
     logger.info("replaying %s -> %s (group %s)%s", settings.dlq_topic, settings.input_topic,
                 settings.group_id, " as a dry run" if settings.dry_run else "")
-    with StopFlag() as stop:
+    with StopSignals() as stop:
         try:
             report = replay(settings, out, stop)
         except (ReplayError, KafkaError) as exc:
             logger.error("replay failed: %s", exc)
-            return 1
+            return ExitCode.FATAL
     out.write(orjson.dumps({"summary": report.as_dict()}).decode() + "\n")
     out.flush()
-    return 128 + stop.signum if stop.signum is not None else 0
+    return signal_exit_code(stop.signum) if stop.signum is not None else ExitCode.OK

@@ -1,28 +1,17 @@
-"""A first connection to Kafka that tells a refused login or an untrusted broker certificate apart
-from an unreachable broker, within seconds.
-
-kafka-python retries a failed SASL login or TLS handshake like any connection error until its
-bootstrap timeout, and then reports only "Unable to bootstrap". So before the worker (or
-``replay-dlq``) builds its clients, :func:`connect_admin` bootstraps an admin client in short
-attempts, with kafka-python's own log records captured instead of printed: the first attempt that
-fails on credentials or trust ends the check with :class:`KafkaAccessDenied` (a configuration
-error, exit 2); without such a cause it tries again until ``request_timeout_ms`` has passed and
-raises :class:`KafkaUnreachable` (exit 1) naming the last cause. The worker goes on to check its
-topics with the admin client it returns (``worker.kafka.topics``), all before torch is imported.
-"""
+"""The first connection to Kafka: it tells a refused login or an untrusted broker certificate
+apart from an unreachable broker, within seconds (:func:`connect_admin`)."""
 
 import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, SaslAuthenticationFailedError
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay
 
 from worker.settings.kafka_connection import KafkaConnectionSettings
-
-logger = logging.getLogger(__name__)
 
 ATTEMPT_S = 3.0
 """One bootstrap attempt: a reachable broker answers a login far faster."""
@@ -94,27 +83,47 @@ def _captured_kafka_logs() -> Iterator[_Causes]:
         kafka_logger.propagate, kafka_logger.level = saved
 
 
-def connect_admin(settings: KafkaConnectionSettings, client_id: str) -> KafkaAdminClient:
+def connect_admin(
+    settings: KafkaConnectionSettings,
+    client_id: str,
+    client: Callable[..., KafkaAdminClient] = KafkaAdminClient,
+) -> KafkaAdminClient:
     """An admin client, once a broker answered its metadata request with these settings; else
-    :class:`KafkaAccessDenied` or :class:`KafkaUnreachable` with a message for the operator."""
+    :class:`KafkaAccessDenied` (a configuration error, exit 2) or :class:`KafkaUnreachable`
+    (exit 1) with a message for the operator. ``client`` builds the admin client (a test seam).
+
+    kafka-python retries a failed SASL login or TLS handshake like any connection error until its
+    bootstrap timeout, and then reports only "Unable to bootstrap". So the client is bootstrapped
+    in short attempts (:data:`ATTEMPT_S`), with kafka-python's own log records captured instead
+    of printed: the first attempt that fails on credentials or trust ends the check with
+    :class:`KafkaAccessDenied`; without such a cause the attempts go on until
+    ``request_timeout_ms`` has passed, and :class:`KafkaUnreachable` names the last cause. Both
+    ``run`` and ``replay-dlq`` call it before they build their clients (``run``: before torch is
+    imported, and it checks its topics with the client returned: ``worker.kafka.topics``).
+    """
     from worker.kafka.clients import security_config
 
     config = security_config(settings, client_id)
-    deadline = time.monotonic() + settings.request_timeout_ms / 1000
+    timeout_s = settings.request_timeout_ms / 1000
+    deadline = time.monotonic() + timeout_s
     with _captured_kafka_logs() as causes:
-        while True:
+
+        def attempt() -> KafkaAdminClient:
             attempt_ms = int(1000 * max(0.5, min(ATTEMPT_S, deadline - time.monotonic())))
             try:
-                admin = KafkaAdminClient(**{**config, "bootstrap_timeout_ms": attempt_ms})
+                return client(**{**config, "bootstrap_timeout_ms": attempt_ms})
             except KafkaError:
                 denial = causes.denial(settings)
                 if denial is not None:
                     raise KafkaAccessDenied(denial) from None
-                if time.monotonic() >= deadline:
-                    raise KafkaUnreachable(
-                        f"no broker of {settings.bootstrap_servers} answered within "
-                        f"{settings.request_timeout_ms / 1000:g} s ({settings.security_protocol}; "
-                        f"last error: {causes.last()})"
-                    ) from None
-                continue
-            return admin
+                raise
+
+        def unreachable(_state: RetryCallState) -> KafkaAdminClient:
+            raise KafkaUnreachable(
+                f"no broker of {settings.bootstrap_servers} answered within {timeout_s:g} s "
+                f"({settings.security_protocol}; last error: {causes.last()})"
+            )
+
+        retrying = Retrying(retry=retry_if_exception_type(KafkaError),
+                            stop=stop_after_delay(timeout_s), retry_error_callback=unreachable)
+        return retrying(attempt)

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from kafka.admin import KafkaAdminClient
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -118,7 +117,3 @@ def build_consumer(settings: WorkerSettings) -> GroupConsumer:
 
 def build_producer(settings: WorkerSettings) -> Producer:
     return Producer(**producer_config(settings))
-
-
-def build_admin(settings: WorkerSettings) -> KafkaAdminClient:
-    return KafkaAdminClient(**security_config(settings.kafka, settings.operations.worker_id))

@@ -1,10 +1,9 @@
-"""The worker's three topics exist, or it does not start (and stops once one disappears).
+"""Topics: which exist, creating those missing (every command that creates topics: ``run
+--create-topics``, ``produce --partitions``), and the worker's check of its three topics, at
+start-up and while it runs.
 
-Checked with an admin metadata request, which never auto-creates a topic (kafka-python's
-consumer and producer may: see ``worker.kafka.workarounds``). Missing at start-up: exit code 2
-naming the topics, unless ``create_topics`` asks to create them. Deleted while running: the
-watchdog's periodic check stops the worker with a clear error (exit 1) instead of letting
-``send()`` wait for metadata of a topic that will not come back.
+Existence is asked with an admin metadata request, which never auto-creates a topic
+(kafka-python's consumer and producer may: see ``worker.kafka.workarounds``).
 """
 
 import logging
@@ -17,7 +16,9 @@ from kafka.errors import (
     UnknownTopicOrPartitionError,
 )
 
+from worker.kafka.access import connect_admin
 from worker.runtime.periodic import Periodic
+from worker.settings.kafka_connection import KafkaConnectionSettings
 from worker.settings.worker_settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -40,24 +41,44 @@ def missing_topics(admin, topics: list[str]) -> list[str]:
     return sorted(entry["name"] for entry in described if entry.get("error_code") == unknown)
 
 
-def ensure_topics(admin, settings: WorkerSettings) -> None:
-    """Raise ``MissingTopics`` unless the three topics exist (or were just created)."""
-    topics = worker_topics(settings)
+def create_missing_topics(admin, topics: list[str], partitions: int,
+                          replication_factor: int) -> list[str]:
+    """Create those of ``topics`` the cluster does not know, with ``partitions`` partitions and
+    ``replication_factor`` replicas each; return their names (created by us or, meanwhile, by
+    another client)."""
     missing = missing_topics(admin, topics)
-    if missing and settings.kafka.create_topics:
-        kafka = settings.kafka
-        try:
-            admin.create_topics([
-                NewTopic(name, kafka.create_topics_partitions,
-                         kafka.create_topics_replication_factor)
-                for name in missing
-            ])
-        except TopicAlreadyExistsError:
-            pass  # another worker created it meanwhile
-        logger.info("created topics %s (%d partitions)", ", ".join(missing),
-                    kafka.create_topics_partitions,
-                    extra={"event": "topics_created", "topics": missing})
-        missing = missing_topics(admin, topics)
+    if not missing:
+        return missing
+    try:
+        admin.create_topics([NewTopic(name, partitions, replication_factor) for name in missing])
+    except TopicAlreadyExistsError:
+        pass  # another client created it meanwhile
+    logger.info("created topics %s (%d partitions)", ", ".join(missing), partitions,
+                extra={"event": "topics_created", "topics": missing})
+    return missing
+
+
+def create_topics(connection: KafkaConnectionSettings, topics: list[str], partitions: int,
+                  *, client_id: str, replication_factor: int = 1) -> list[str]:
+    """:func:`create_missing_topics` through an admin client of its own, connected with
+    ``connection`` (brokers, timeouts, SASL/TLS; raises ``KafkaAccessDenied`` or
+    ``KafkaUnreachable`` from :func:`worker.kafka.access.connect_admin`)."""
+    admin = connect_admin(connection, client_id)
+    try:
+        return create_missing_topics(admin, topics, partitions, replication_factor)
+    finally:
+        admin.close()
+
+
+def ensure_topics(admin, settings: WorkerSettings) -> None:
+    """The worker's three topics exist, or it does not start: raise ``MissingTopics`` (exit
+    code 2, naming them) unless they exist, or ``create_topics`` asks to create them."""
+    kafka = settings.kafka
+    topics = worker_topics(settings)
+    if kafka.create_topics:
+        create_missing_topics(admin, topics, kafka.create_topics_partitions,
+                              kafka.create_topics_replication_factor)
+    missing = missing_topics(admin, topics)
     if missing:
         raise MissingTopics(
             f"topic{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
@@ -67,8 +88,12 @@ def ensure_topics(admin, settings: WorkerSettings) -> None:
 
 
 class TopicWatch(Periodic):
-    """Every ``interval_s``, on a thread of its own (an admin request may wait long for an
-    unreachable broker): calls ``on_missing(topics)`` once some topic no longer exists."""
+    """A topic deleted while the worker runs stops it with a clear error (exit 1), instead of
+    letting ``send()`` wait for metadata of a topic that will not come back.
+
+    Every ``interval_s``, on a thread of its own (an admin request may wait long for an
+    unreachable broker): calls ``on_missing(topics)`` once some topic no longer exists, and
+    ends. An unreachable broker is not a deleted topic (the watchdog reports outages)."""
 
     def __init__(self, admin, topics: list[str], on_missing: Callable[[list[str]], None],
                  interval_s: float = 30.0) -> None:

@@ -1,15 +1,5 @@
-"""HTTP endpoints on their own thread: ``/metrics``, ``/healthz``, ``/readyz``.
-
-* ``/healthz`` answers 200 while the loop thread keeps completing iterations (an idle or fully
-  paused worker still iterates: it keeps calling ``poll()``), and 503 once it has not for
-  ``stall_after_s`` seconds, once the watchdog found the worker stalled (work to do, no
-  progress: ``worker.runtime.watchdog``), or when the inference engine has died. Before the loop starts
-  (model loading) it answers 200 ``starting``: use a startup probe for a slow first load.
-* ``/readyz`` answers 200 while the model is loaded and the member holds its place in the
-  group: from the moment its first assignment was applied until it loses its membership
-  (evicted, partitions lost) or starts stopping.
-* ``/metrics`` is the Prometheus text format of the worker's registry.
-"""
+"""HTTP endpoints on their own thread: ``/metrics``, ``/healthz``, ``/readyz``; and the wait of a
+tool that starts workers for their ``/readyz``."""
 
 import logging
 import subprocess
@@ -25,7 +15,8 @@ logger = logging.getLogger(__name__)
 
 
 class HealthState:
-    """Written by the loop and watchdog threads (plain attribute stores), read by the HTTP one."""
+    """What ``/healthz`` and ``/readyz`` answer: written by the loop and watchdog threads (plain
+    attribute stores), read by the HTTP one; ``clock`` is a test seam."""
 
     def __init__(self, stall_after_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_after_s = stall_after_s
@@ -41,6 +32,12 @@ class HealthState:
         self.last_tick = self._clock() if now is None else now
 
     def live(self) -> tuple[bool, str]:
+        """``/healthz``: live while the loop thread keeps completing iterations (an idle or fully
+        paused worker still iterates: it keeps calling ``poll()``); not once it has not for
+        ``stall_after_s`` seconds, once the watchdog found the worker stalled (work to do, no
+        progress: ``worker.runtime.watchdog``), or when the inference engine has died. Before the
+        loop starts (model loading): live, ``starting`` (use a startup probe for a slow first
+        load)."""
         if self.failure is not None:
             return False, self.failure
         if self.last_tick is None:
@@ -53,6 +50,9 @@ class HealthState:
         return True, "ok"
 
     def ready(self) -> tuple[bool, str]:
+        """``/readyz``: ready while the model is loaded and the member holds its place in the
+        group, from the moment its first assignment was applied until it loses its membership
+        (evicted, partitions lost) or starts stopping."""
         if not self.model_loaded:
             return False, "model not loaded"
         if self.stopping:
@@ -63,10 +63,16 @@ class HealthState:
 
 
 class HealthServer:
+    """Serves, on a daemon thread of its own, ``/metrics`` (the Prometheus text format of
+    ``registry``), ``/healthz`` and ``/readyz`` (200 or 503 with the reason: ``HealthState``);
+    port 0 picks a free port (``port`` tells which)."""
+
     def __init__(self, host: str, port: int, registry: CollectorRegistry, state: HealthState):
         server_state = state
 
         class Handler(BaseHTTPRequestHandler):
+            """One GET of an endpoint; no access log."""
+
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":

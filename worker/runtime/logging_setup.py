@@ -1,13 +1,5 @@
-"""Structured logs: one JSON object per line on stderr (or plain text for humans).
-
-Fields: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``msg``, ``thread``, any ``extra={...}``
-fields of the call, and ``exc`` for exceptions. The worker logs events (start-up, rebalances,
-commits on revoke, shutdown), never one line per message.
-
-kafka-python repeats its warnings and errors while a broker is away (a connection error every
-retry backoff): :data:`kafka_log_throttle` lets each distinct kafka-python message through at
-most once a minute, and none while the watchdog reports an outage (it logs the outage itself).
-"""
+"""Structured logs: one JSON object per line on stderr (or plain text for humans). The worker
+logs events (start-up, rebalances, commits on revoke, shutdown), never one line per message."""
 
 import logging
 import sys
@@ -20,6 +12,9 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"mess
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``msg``,
+    ``thread``, any ``extra={...}`` fields of the call, and ``exc`` for exceptions."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
@@ -37,7 +32,11 @@ class JsonFormatter(logging.Formatter):
 
 
 class KafkaLogThrottle(logging.Filter):
-    """Each distinct ``kafka.*`` message at most once per ``interval_s``; none while ``quiet``."""
+    """Each distinct ``kafka.*`` message at most once per ``interval_s``; none while ``quiet``.
+
+    kafka-python repeats its warnings and errors while a broker is away (a connection error
+    every retry backoff): the worker's :data:`kafka_log_throttle` lets each through at most once
+    a minute, and none while the watchdog reports an outage (it logs the outage itself)."""
 
     def __init__(self, interval_s: float = 60.0) -> None:
         super().__init__()

@@ -1,5 +1,4 @@
-"""A daemon thread that does one round of work every ``interval_s`` until stopped: the base of
-the watchdog and the topic watch."""
+"""The base of the watchdog's and the topic watch's threads."""
 
 import threading
 from typing import Self

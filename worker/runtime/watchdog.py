@@ -1,21 +1,4 @@
-"""The watchdog: the worker never looks healthy while doing nothing useful, and always exits.
-
-A thread of its own checks, twice a second:
-
-* **stall**: with work to do (documents in flight or held, consumer lag) and no progress (no
-  records fetched, no batch scored, no output or dead letter acknowledged, no commit) for
-  ``stall_timeout_s``, or with a loop thread that has not completed an iteration for that long
-  (a call into kafka-python that never returns): log a diagnosis (the oldest in-flight
-  document's stage and age, whether kafka-python's IO thread is alive, the last progress of
-  each kind), turn ``/healthz`` to 503 and stop the worker with exit code 1, so that the
-  orchestrator restarts it and its partitions move. This covers a wedged forward pass, a lost
-  completion and a consumer that joined and then never fetched again.
-* **deadline**: once a stop is requested the process exits at its deadline whatever is going
-  on (``drain_timeout_s`` + 5 s after SIGTERM; 5 s after a stall): kafka-python calls can
-  block without a timeout.
-* **broker connectivity**: ``eurovoc_broker_connected``; an outage is logged once when it
-  starts and once when it ends (kafka-python's own repeated errors are silenced meanwhile).
-"""
+"""The watchdog: the worker never looks healthy while doing nothing useful, and always exits."""
 
 import logging
 import os
@@ -34,12 +17,32 @@ from worker.runtime.periodic import Periodic
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.5
+"""How often the watchdog checks."""
 EXIT_GRACE_S = 5.0
 """How long past its deadline a stopping worker may take before it is ended hard."""
 _OUTAGE_SAMPLES = 2  # consecutive disconnected samples that make an outage
 
 
 class Watchdog(Periodic):
+    """A thread of its own that checks, every :data:`TICK_S`:
+
+    * **stall**: with work to do (documents in flight or held, consumer lag) and no progress (no
+      records fetched, no batch scored, no output or dead letter acknowledged, no commit) for
+      ``stall_timeout_s``, or with a loop thread that has not completed an iteration for that
+      long (a call into kafka-python that never returns): log a diagnosis (the oldest in-flight
+      document's stage and age, whether kafka-python's IO thread is alive, the last progress of
+      each kind), turn ``/healthz`` to 503 and stop the worker with exit code 1, so that the
+      orchestrator restarts it and its partitions move. This covers a wedged forward pass, a
+      lost completion and a consumer that joined and then never fetched again.
+    * **deadline**: once a stop is requested the process exits at its deadline whatever is
+      going on (``drain_timeout_s`` + :data:`EXIT_GRACE_S` after SIGTERM; :data:`EXIT_GRACE_S`
+      after a stall): kafka-python calls can block without a timeout.
+    * **broker connectivity**: ``eurovoc_broker_connected``; an outage is logged once when it
+      starts and once when it ends (kafka-python's own repeated errors are silenced meanwhile).
+
+    ``exit`` and ``clock`` are test seams (``os._exit``, ``time.monotonic``).
+    """
+
     def __init__(
         self,
         processor: StreamProcessor,

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[3]
         ["tail", "--topic", "t"],
         ["classify", "in.jsonl", "-o", "out.jsonl", "--model", "m", "--long-documents", "chunk"],
         ["run", "--bootstrap-servers", "x:1", "--max-in-flight", "3"],
+        ["replay-dlq", "--bootstrap-servers", "x:1", "--dlq-topic", "d", "--input-topic", "i"],
     ],
 )
 def test_parsing_any_command_imports_neither_torch_nor_transformers(argv):

@@ -3,13 +3,24 @@
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from kafka.errors import KafkaConnectionError, SaslAuthenticationFailedError
+import pytest
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailedError,
+)
 
 from tests.kafka_fixtures import free_ports
 from tests.tiny_checkpoint import make_tiny_checkpoint
-from worker.kafka.access import _captured_kafka_logs
+from worker.kafka.access import (
+    KafkaAccessDenied,
+    KafkaUnreachable,
+    _captured_kafka_logs,
+    connect_admin,
+)
 from worker.settings.kafka_connection import KafkaConnectionSettings
 
 SASL = KafkaConnectionSettings(bootstrap_servers="b:9093", security_protocol="SASL_SSL",
@@ -62,6 +73,43 @@ def test_kafka_python_logs_are_held_back_during_the_check_and_restored_after(cap
             logging.getLogger("kafka.net.manager").error("noise")
     assert "noise" not in caplog.text
     assert (kafka_logger.propagate, kafka_logger.level) == before
+
+
+class _Admin:
+    """Stands in for KafkaAdminClient: each attempt logs ``logged`` as kafka-python would, then
+    fails with ``KafkaTimeoutError`` (the attempts' options are kept in ``attempts``)."""
+
+    def __init__(self, *logged: tuple[str, tuple]) -> None:
+        self.logged = logged
+        self.attempts: list[dict] = []
+
+    def __call__(self, **config) -> "_Admin":
+        self.attempts.append(config)
+        for message, args in self.logged:
+            logging.getLogger("kafka.net.manager").error(message, *args)
+        raise KafkaTimeoutError("Unable to bootstrap from b:9092")
+
+
+def test_a_refused_login_ends_the_first_attempt_without_retrying():
+    refused = ("Connection failed: %s", (SaslAuthenticationFailedError("invalid credentials"),))
+    admin = _Admin(refused)
+    with pytest.raises(KafkaAccessDenied, match="refused the SASL login of user 'svc'"):
+        connect_admin(SASL, "c", client=admin)
+    assert len(admin.attempts) == 1
+
+
+def test_an_unreachable_broker_is_retried_in_short_attempts_until_the_request_timeout():
+    settings = KafkaConnectionSettings(bootstrap_servers="b:9092", request_timeout_ms=1000)
+    admin = _Admin(("Connection failed: %s", (KafkaConnectionError("refused"),)))
+    started = time.monotonic()
+    with pytest.raises(KafkaUnreachable) as raised:
+        connect_admin(settings, "c", client=admin)
+    assert 1.0 <= time.monotonic() - started < 3.0
+    assert str(raised.value) == ("no broker of b:9092 answered within 1 s (PLAINTEXT; last "
+                                 "error: Connection failed: KafkaConnectionError: refused)")
+    assert len(admin.attempts) > 1
+    assert all(500 <= a["bootstrap_timeout_ms"] <= 1000 for a in admin.attempts)
+    assert admin.attempts[0]["client_id"] == "c"
 
 
 def test_the_start_up_checks_run_before_torch_is_imported(tmp_path):

@@ -1,11 +1,22 @@
-"""The topic watch: a topic deleted while running is reported once; an unreachable broker is
-not a deleted topic."""
+"""Topics: the worker's start-up check, creating those missing, and the topic watch (a topic
+deleted while running is reported once; an unreachable broker is not a deleted topic)."""
 
 import threading
 
-from kafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
+import pytest
+from kafka.errors import (
+    KafkaConnectionError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
-from worker.kafka.topics import TopicWatch
+from worker.kafka.topics import (
+    MissingTopics,
+    TopicWatch,
+    create_missing_topics,
+    ensure_topics,
+)
+from worker.settings.worker_settings import WorkerSettings
 
 
 class _Admin:
@@ -22,6 +33,49 @@ class _Admin:
             raise answer
         return [{"name": name, "error_code": 0 if name in answer
                  else UnknownTopicOrPartitionError.errno} for name in topics]
+
+
+class _Cluster:
+    """An admin client over a set of topics: describe_topics and create_topics."""
+
+    def __init__(self, *topics: str, created_meanwhile: bool = False) -> None:
+        self.topics = set(topics)
+        self.created: list[tuple[str, int, int]] = []
+        self._created_meanwhile = created_meanwhile
+
+    def describe_topics(self, topics: list[str]) -> list[dict]:
+        return _Admin([self.topics]).describe_topics(topics)
+
+    def create_topics(self, new_topics) -> None:
+        self.topics.update(topic.name for topic in new_topics)
+        if self._created_meanwhile:
+            raise TopicAlreadyExistsError()
+        self.created += [(t.name, t.num_partitions, t.replication_factor) for t in new_topics]
+
+
+def _settings(**kafka) -> WorkerSettings:
+    return WorkerSettings(kafka={"bootstrap_servers": "b:9092", "input_topic": "in",
+                                 "output_topic": "out", "dlq_topic": "dlq", **kafka},
+                          consumer={"group_id": "g"}, engine={"model": "m"})
+
+
+def test_missing_topics_stop_the_start_naming_them_unless_asked_to_create_them():
+    with pytest.raises(MissingTopics, match="^topics dlq, out do not exist: create them, or "
+                                            "start with --create-topics$"):
+        ensure_topics(_Cluster("in"), _settings())
+    cluster = _Cluster("in")
+    ensure_topics(cluster, _settings(create_topics=True, create_topics_partitions=4,
+                                     create_topics_replication_factor=2))
+    assert cluster.created == [("dlq", 4, 2), ("out", 4, 2)]
+
+
+def test_only_missing_topics_are_created_and_a_concurrent_creation_is_no_error():
+    cluster = _Cluster("a")
+    assert create_missing_topics(cluster, ["a", "b"], 3, 1) == ["b"]
+    assert cluster.created == [("b", 3, 1)]
+    assert create_missing_topics(cluster, ["a", "b"], 3, 1) == []
+    raced = _Cluster(created_meanwhile=True)
+    assert create_missing_topics(raced, ["c"], 3, 1) == ["c"] and raced.topics == {"c"}
 
 
 def test_a_deleted_topic_is_reported_once_after_an_outage_was_ridden_out():

@@ -6,8 +6,8 @@ import pytest
 from kafka import TopicPartition
 
 from schemas.labels import SourceRef
+from worker.exit_codes import ExitCode
 from worker.pipeline.in_flight import InFlightRegistry
-from worker.pipeline.processor import ExitCode
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.work_items import Stage, WorkItem
 from worker.runtime.http_endpoints import HealthState

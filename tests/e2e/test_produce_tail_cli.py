@@ -1,4 +1,5 @@
-"""`eurovoc-worker produce` and `tail` against the real broker."""
+"""`eurovoc-worker produce` and `tail` (worker.commands.produce, worker.commands.tail) against the
+real broker."""
 
 import time
 from datetime import UTC, datetime
@@ -54,14 +55,14 @@ def test_produce_bad_file_fails_fast_naming_the_line(kafka_bootstrap, tmp_path):
     assert time.monotonic() - started < 30
 
 
-@pytest.mark.parametrize("command", ["produce", "tail"])
+@pytest.mark.parametrize("command", [["produce"], ["produce", "--partitions", "2"], ["tail"]])
 def test_unreachable_broker_is_a_clear_error_not_a_hang(tmp_path, command):
     (port,) = free_ports(1)
     path = _write_docs(tmp_path / "docs.jsonl", 1)
-    args = [str(path)] if command == "produce" else []
-    result = run_cli("eurovoc-worker", command, *args, "--topic", "t", "--timeout-s", "3",
+    args = [str(path)] if command[0] == "produce" else []
+    result = run_cli("eurovoc-worker", *command, *args, "--topic", "t", "--timeout-s", "3",
                      "--bootstrap-servers", f"127.0.0.1:{port}", timeout=60)
-    assert result.returncode != 0
+    assert result.returncode == 1
     assert f"cannot reach Kafka at 127.0.0.1:{port}" in result.stderr
 
 
