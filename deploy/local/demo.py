@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from schemas.labels import LabelsMessage
+from schemas.manifest import read_manifest
 from worker.commands.demo_io import ensure_topic, format_labels, produce, tail
-from worker.inference.checkpoint import read_manifest
 from worker.runtime.http_endpoints import WorkerNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,8 +16,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from schemas.codec import encode_message
+from schemas.document_files import DocumentFileError, read_documents
 from schemas.labels import LabelsMessage
-from worker.commands.document_files import DocumentFileError, read_documents
 
 logger = logging.getLogger(__name__)
 
