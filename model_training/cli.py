@@ -4,6 +4,7 @@
 flags; ``predict`` is ``eurovoc-worker classify``.
 
 Every subcommand reads and writes local files only; nothing is downloaded from a model hub.
+Every subcommand but ``predict`` needs the ``[train]`` extra (``model_training.extras``).
 ``train`` runs in one process or under ``torchrun`` / ``accelerate launch`` (data-parallel).
 """
 
