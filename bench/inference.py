@@ -169,7 +169,7 @@ def run_row(name: str, spec: dict, args: argparse.Namespace) -> dict:
     )
     from transformers.utils import logging as hf_logging
 
-    from worker.inference.checkpoint import read_manifest
+    from schemas.manifest import read_manifest
     from worker.inference.engine_settings import EngineSettings
 
     hf_logging.disable_progress_bar()
@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"name": name, "skipped": specs[name]["skip"]})
             continue
         rows.append(run_in_child(name, args))
-    from worker.inference.checkpoint import read_manifest
+    from schemas.manifest import read_manifest
 
     manifest = read_manifest(args.model)
     result = {

@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from schemas.document import InputDocument
-from worker.commands.document_files import (
+from schemas.document_files import (
     document_lines,
     parse_document_line,
     source_name,

@@ -24,14 +24,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from _common import DEFAULT_DATA, DEFAULT_MODEL, batch_histograms  # noqa: E402
 
-from worker.commands.classify import (  # noqa: E402
-    add_engine_arguments,
-    classify_file,
-    settings_from_args,
-)
+from worker.commands.classify import classify_file  # noqa: E402
 from worker.inference.engine import InferenceEngine  # noqa: E402
 from worker.inference.engine_settings import EngineSettings  # noqa: E402
 from worker.runtime.metrics import WorkerMetrics  # noqa: E402
+from worker.settings.engine_flags import add_engine_arguments, settings_from_args  # noqa: E402
 
 
 def classify_benchmark(

@@ -65,6 +65,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from worker_engine import classify_benchmark  # noqa: E402
 
 from schemas.codec import encode_message  # noqa: E402
+from schemas.document_files import read_documents  # noqa: E402
 from schemas.labels import LabelsMessage, ModelInfo  # noqa: E402
 from tests.kafka_fixtures import (  # noqa: E402
     LocalBroker,
@@ -74,7 +75,6 @@ from tests.kafka_fixtures import (  # noqa: E402
     produce_messages,
 )
 from worker.app import build_processor  # noqa: E402
-from worker.commands.document_files import read_documents  # noqa: E402
 from worker.inference.engine_settings import EngineSettings  # noqa: E402
 from worker.kafka.clients import build_consumer, build_producer  # noqa: E402
 from worker.pipeline.progress import Progress  # noqa: E402

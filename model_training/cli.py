@@ -4,6 +4,7 @@
 flags; ``predict`` is ``eurovoc-worker classify``.
 
 Every subcommand reads and writes local files only; nothing is downloaded from a model hub.
+Every subcommand but ``predict`` needs the ``[train]`` extra (``model_training.extras``).
 ``train`` runs in one process or under ``torchrun`` / ``accelerate launch`` (data-parallel).
 """
 
@@ -11,20 +12,17 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource
 
 from model_training import commands
+from model_training.extras import INSTALL_HINT, missing_train_packages
 from model_training.profiles import ENV_PREFIX, TrainConfig, default_output_dir
-from worker.commands.classify import __doc__ as classify_doc
-from worker.commands.classify import (
-    add_engine_arguments,
-    configure_parser,
-    run_classify,
-)
-from worker.settings.worker_settings import add_settings_flags
+from worker.settings.engine_flags import add_engine_arguments
+from worker.settings.flags import add_settings_flags
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -98,16 +96,35 @@ def _scoring_flags(parser: argparse.ArgumentParser, *, split: str) -> None:
     add_engine_arguments(parser)
 
 
+WORKER_SCRIPT = "eurovoc-worker"
+
+
+def worker_command_line() -> Callable[[list[str]], int]:
+    """``eurovoc-worker``'s ``main``, looked up through its installed entry point (the training
+    package runs the worker's commands as a user does, without importing their modules)."""
+    found = entry_points(group="console_scripts", name=WORKER_SCRIPT)
+    if not found:
+        raise ValueError(f"predict runs {WORKER_SCRIPT} classify, which is not installed "
+                         "(pip install -e . in the checkout)")
+    return next(iter(found)).load()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """``eurovoc-worker classify`` with the same arguments, in this process."""
+    return worker_command_line()(["classify", *args.classify_arguments])
+
+
 def _predict_parser(subcommands: argparse._SubParsersAction) -> None:
-    """``predict`` is ``eurovoc-worker classify``: same flags, same output, same code."""
+    """``predict`` is ``eurovoc-worker classify``: every argument is passed on, ``--help``
+    included, so the flags, the help text and the output are classify's own."""
     predict = subcommands.add_parser(
         "predict",
-        help="label a JSON-lines file (the same command as eurovoc-worker classify)",
-        description=classify_doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help=f"label a JSON-lines file (the same command as {WORKER_SCRIPT} classify)",
+        add_help=False,
+        prefix_chars="+",  # no option of its own: "--model" and "--help" are classify's
     )
-    configure_parser(predict)
-    predict.set_defaults(handler=run_classify)
+    predict.add_argument("classify_arguments", nargs=argparse.REMAINDER)
+    predict.set_defaults(handler=cmd_predict, needs_train_extra=False)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.set_defaults(needs_train_extra=True)
     subcommands = parser.add_subparsers(dest="command", required=True)
     _train_parser(subcommands)
 
@@ -188,6 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    missing = missing_train_packages() if args.needs_train_extra else []
+    if missing:
+        logger.error("eurovoc-train %s needs the training extra (%s not installed): %s",
+                     args.command, ", ".join(missing), INSTALL_HINT)
+        return 2
     try:
         return args.handler(args)
     except ValidationError as exc:

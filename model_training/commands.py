@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 
 from model_training.profiles import data_or_default
-from worker.commands.classify import settings_from_args
+from schemas.manifest import read_manifest
+from worker.settings.engine_flags import settings_from_args
 
 logger = logging.getLogger("eurovoc-train")
 
@@ -158,7 +159,6 @@ def cmd_export_half(args: argparse.Namespace) -> int:
         half_precision_metrics,
         save_manifest,
     )
-    from worker.inference.checkpoint import read_manifest  # noqa: PLC0415
     from worker.inference.engine_settings import EngineSettings  # noqa: PLC0415
 
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from model_training.errors import DataError
 from model_training.labels import LabelSet, labels_file_for_data, load_label_set
 from schemas.document import InputDocument
-from worker.commands.document_files import DocumentFileError, document_lines
+from schemas.document_files import DocumentFileError, document_lines
 from worker.inference.tokenization import model_text
 
 logger = logging.getLogger(__name__)

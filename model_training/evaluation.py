@@ -12,13 +12,12 @@ import numpy as np
 from model_training.documents import HF_PREFIX, Split, load_split
 from model_training.labels import LabelSet, labels_file_beside, load_label_set
 from model_training.metrics import compute_metrics, per_label_metrics
-from schemas.manifest import CheckpointManifest, InferenceRecord
+from schemas.manifest import CheckpointManifest, InferenceRecord, read_manifest
 from worker.inference.batch_scoring import (
     inference_record,
     running_engine,
     score_documents,
 )
-from worker.inference.checkpoint import read_manifest
 from worker.inference.engine_settings import EngineSettings
 
 if TYPE_CHECKING:

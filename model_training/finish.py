@@ -19,13 +19,12 @@ from model_training.thresholds import (
     tune_thresholds,
 )
 from model_training.training_data import TrainingData
-from schemas.manifest import CheckpointManifest
+from schemas.manifest import CheckpointManifest, read_manifest
 from worker.inference.batch_scoring import (
     inference_record,
     running_engine,
     score_documents,
 )
-from worker.inference.checkpoint import read_manifest
 from worker.inference.engine_settings import EngineSettings
 
 logger = logging.getLogger(__name__)

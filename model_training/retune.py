@@ -22,9 +22,8 @@ from model_training.thresholds import (
     split_metrics,
     tune_thresholds,
 )
-from schemas.manifest import CheckpointManifest
+from schemas.manifest import CheckpointManifest, read_manifest
 from worker.inference.batch_scoring import running_engine
-from worker.inference.checkpoint import read_manifest
 from worker.inference.engine_settings import EngineSettings
 
 if TYPE_CHECKING:

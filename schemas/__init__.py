@@ -5,7 +5,7 @@ files under ``schemas/json/`` are generated from them (``python -m schemas``) an
 they drift.
 """
 
-from schemas.codec import decode_document, encode_message
+from schemas.codec import InvalidDocument, decode_document, encode_message
 from schemas.dead_letter import DEAD_LETTER_HEADERS, DeadLetterHeaders, ErrorType
 from schemas.document import MAX_ID_LENGTH, InputDocument
 from schemas.labels import LabelScore, LabelsMessage, ModelInfo, SourceRef
@@ -22,6 +22,7 @@ __all__ = [
     "DeadLetterHeaders",
     "ErrorType",
     "InputDocument",
+    "InvalidDocument",
     "LabelDef",
     "LabelScore",
     "LabelsMessage",

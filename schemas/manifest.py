@@ -121,7 +121,7 @@ class CheckpointError(ValueError):
 
 def read_manifest(path: Path) -> CheckpointManifest:
     """The manifest of the checkpoint directory ``path`` (no torch import: the worker checks
-    it at start-up in a fraction of a second; ``worker.inference.checkpoint`` re-exports it)."""
+    it at start-up in a fraction of a second, the training commands read it before any model)."""
     manifest_path = Path(path) / MANIFEST_FILENAME
     if not manifest_path.is_file():
         raise CheckpointError(f"{path} is not a eurovoc checkpoint: {MANIFEST_FILENAME} is missing")

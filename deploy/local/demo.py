@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from schemas.labels import LabelsMessage
+from schemas.manifest import read_manifest
 from worker.commands.produce import ensure_topic, produce
 from worker.commands.tail import format_labels, tail
-from worker.inference.checkpoint import read_manifest
 from worker.runtime.http_endpoints import WorkerNotReady, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from dockerfile_parse import DockerfileParser
 
+from model_training.extras import TRAIN_PACKAGES
 from tests.deploy.tools import DEPLOY, REPO
 from tests.deploy.worker_facts import setting_default, setting_env_names
 from worker.commands.cli import main as worker_cli
@@ -123,6 +124,19 @@ def test_dependencies_are_installed_before_the_code_is_copied(image):
     assert torch < pyproject < requirements < code < install
     # the dependency layer depends on pyproject.toml alone
     assert not any(step.startswith("COPY") for step in steps[pyproject + 1:requirements])
+
+
+def test_images_install_only_what_the_worker_needs(image):
+    """The project's base dependencies and the project without its extras: no [train]."""
+    _, all_stages = image
+    installs = [run for run in stage(all_stages, "build").values("RUN") if "pip install" in run]
+    assert any("['project']['dependencies']" in run for run in installs)
+    assert installs[-1].endswith("pip install --no-deps .")
+    for run in installs:
+        assert "optional-dependencies" not in run and "[train" not in run
+        assert not any(package in run for package in TRAIN_PACKAGES.values())
+    base = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not any(line.startswith(tuple(TRAIN_PACKAGES.values())) for line in base)
 
 
 def test_cpu_image_takes_torchs_cpu_build_and_gpu_image_a_cuda_runtime(image):

@@ -83,8 +83,8 @@ def test_labels_valid_lines_in_input_order_and_reports_bad_lines(model, tmp_path
     stderr = result.stderr.decode()
     assert result.returncode == 3, stderr  # worker.exit_codes.ExitCode.REJECTED
     assert "line 3: not JSON" in stderr
-    assert "line 12: invalid document: text" in stderr
-    assert "line 14: expected a JSON object" in stderr
+    assert "line 12: document text is empty" in stderr
+    assert "line 14: document must be a JSON object" in stderr
     assert "3 lines were skipped" in stderr
     messages = read_messages(out)
     assert [message.id for message in messages] == ids

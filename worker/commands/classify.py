@@ -28,10 +28,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.codec import encode_message
-from worker.commands.document_files import (
+from schemas.document_files import (
     STDIN,
     DocumentFileError,
     DocumentLineError,
@@ -40,50 +39,23 @@ from worker.commands.document_files import (
     parse_document_line,
     source_name,
 )
+from schemas.validation import describe_validation_error
 from worker.exit_codes import ExitCode
-from worker.inference.engine_settings import EngineSettings
 from worker.pipeline.steps.base import MessageRejected
 from worker.pipeline.steps.classify import ClassifyStep
-from worker.pipeline.steps.decoding import describe_validation_error
 from worker.pipeline.work_items import EngineFailed, WorkItem, work_item
 from worker.runtime.logging_setup import setup_logging
-from worker.settings.worker_settings import add_settings_flags, flag_values
+from worker.settings.engine_flags import add_engine_arguments, settings_from_args
 
 if TYPE_CHECKING:  # the engine (torch, transformers) is imported when a run starts
     from worker.inference.engine import InferenceEngine
 
 logger = logging.getLogger("worker.commands.classify")
 
-_FLAGS_SOURCE = "_engine_flags"  # where add_engine_arguments leaves its source in the namespace
 _WAIT_S = 0.5
 
 
 # -- arguments ---------------------------------------------------------------------------
-
-
-class ClassifySettings(BaseSettings):
-    """The settings of ``classify``: the engine group, from command-line flags only (no
-    environment, no file: ``EUROVOC_*`` configures the Kafka worker)."""
-
-    model_config = SettingsConfigDict(frozen=True, extra="forbid")
-
-    engine: EngineSettings
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, **_environment_and_files):
-        return (init_settings,)  # the CLI source is put in front by pydantic-settings
-
-
-def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per engine setting (``--model``, ``--engine.model``...), generated as for
-    ``eurovoc-worker run``; read the parsed flags with :func:`settings_from_args`."""
-    parser.set_defaults(**{_FLAGS_SOURCE: add_settings_flags(parser, ClassifySettings)})
-
-
-def settings_from_args(args: argparse.Namespace) -> EngineSettings:
-    """The engine settings of a namespace parsed by a parser with ``add_engine_arguments``."""
-    source = flag_values(getattr(args, _FLAGS_SOURCE), args)
-    return ClassifySettings(_cli_settings_source=source).engine
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -209,7 +181,7 @@ def classify_file(
                 document = parse_document_line(line, source, line_number)
             except DocumentLineError as exc:
                 invalid += 1
-                logger.error("line %d: %s (skipped)", exc.line_number, exc.reason)
+                logger.error("line %d: %s (skipped)", exc.line_number, exc.problem)
                 continue
             item = work_item(document)
             ordered.add(item, line_number)

@@ -12,7 +12,7 @@ from kafka.errors import KafkaError
 from tqdm import tqdm
 
 from schemas.codec import encode_message
-from worker.commands.document_files import DocumentFileError, read_documents
+from schemas.document_files import DocumentFileError, read_documents
 from worker.commands.kafka_io import KafkaIOError, add_topic_flags, connect, connection
 from worker.exit_codes import ExitCode
 from worker.kafka.access import KafkaAccessDenied, KafkaUnreachable

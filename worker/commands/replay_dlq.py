@@ -9,13 +9,13 @@ from kafka.errors import KafkaError
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
+from schemas.validation import describe_validation_error
 from worker.commands.dlq_replayer import CLIENT_ID, ReplayError, replay
 from worker.exit_codes import ExitCode, signal_exit_code
 from worker.kafka.access import KafkaAccessDenied, KafkaUnreachable, connect_admin
-from worker.pipeline.steps.decoding import describe_validation_error
 from worker.runtime.signals import StopSignals
+from worker.settings.flags import add_settings_flags, flag_values
 from worker.settings.replay import ReplaySettings
-from worker.settings.worker_settings import add_settings_flags, flag_values
 
 logger = logging.getLogger(__name__)
 

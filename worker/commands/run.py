@@ -15,13 +15,12 @@ import sys
 from pydantic import ValidationError
 from pydantic_settings import CliSettingsSource, SettingsError
 
+from schemas.validation import describe_validation_error
 from worker.exit_codes import ExitCode
-from worker.pipeline.steps.decoding import describe_validation_error
+from worker.settings.flags import add_settings_flags, flag_values
 from worker.settings.worker_settings import (
     ConfigFileError,
     WorkerSettings,
-    add_settings_flags,
-    flag_values,
     load_settings,
 )
 

@@ -19,11 +19,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from schemas.manifest import (  # noqa: F401 - read_manifest re-exported
-    CheckpointError,
-    CheckpointManifest,
-    read_manifest,
-)
+from schemas.manifest import CheckpointError, CheckpointManifest, read_manifest
 
 logger = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ import logging
 import orjson
 import pytest
 
+from schemas.document_files import DocumentFileError
 from tests.fake_engine import FakeEngine
-from worker.commands.classify import build_parser, classify_file, settings_from_args
-from worker.commands.document_files import DocumentFileError
+from worker.commands.classify import build_parser, classify_file
+from worker.settings.engine_flags import settings_from_args
 
 
 def newest_first(max_in_flight: int = 4) -> FakeEngine:
@@ -29,8 +30,8 @@ def test_bad_lines_are_skipped_with_their_line_numbers_and_the_order_is_kept(tmp
     ids = [orjson.loads(line)["id"] for line in out.read_bytes().splitlines()]
     assert ids == [f"d{i}" for i in range(10)]
     assert "line 4: not JSON" in caplog.text
-    assert "line 6: invalid document: text" in caplog.text
-    assert "line 7: expected a JSON object, got int" in caplog.text
+    assert "line 6: document text is empty" in caplog.text
+    assert "line 7: document must be a JSON object, got int" in caplog.text
 
 
 def test_an_unreadable_input_raises_and_leaves_no_output(tmp_path):

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from schemas.document import InputDocument  # noqa: E402
-from schemas.manifest import MANIFEST_FILENAME  # noqa: E402
+from schemas.manifest import MANIFEST_FILENAME, read_manifest  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer  # noqa: E402
 from tests.unit.inference.test_engine import WORDS, checkpoint_dir, settings  # noqa: E402, F401 - fixture
 from worker.inference.batch_scoring import (  # noqa: E402
@@ -20,7 +20,6 @@ from worker.inference.batch_scoring import (  # noqa: E402
     running_engine,
     score_documents,
 )
-from worker.inference.checkpoint import read_manifest  # noqa: E402
 from worker.inference.engine_settings import EngineSettings  # noqa: E402
 from worker.inference.runner_setup import build_runner, untuned_settings  # noqa: E402
 

@@ -19,6 +19,7 @@ from schemas import (
     decode_document,
     encode_message,
 )
+from schemas.codec import MAX_ERROR_CHARS, InvalidDocument
 from schemas.dead_letter import replay_count
 from schemas.generate import SCHEMA_DIR, render_schemas
 
@@ -68,16 +69,44 @@ def test_document_ignores_unknown_fields():
     ],
 )
 def test_invalid_documents_name_the_field(payload, field):
-    with pytest.raises(ValidationError) as info:
+    with pytest.raises(InvalidDocument) as info:
         decode_document(orjson.dumps(payload))
-    assert info.value.errors()[0]["loc"][0] == field
+    assert isinstance(info.value.__cause__, ValidationError)
+    assert info.value.__cause__.errors()[0]["loc"][0] == field
 
 
-def test_decode_document_distinguishes_bad_bytes_from_bad_json():
-    with pytest.raises(UnicodeDecodeError):
-        decode_document(b"\xff\xfe")
-    with pytest.raises(orjson.JSONDecodeError):
-        decode_document(b"{not json")
+@pytest.mark.parametrize(
+    "value, error_type, message",
+    [
+        (b"\xff\xfe", ErrorType.NOT_UTF8, r"^not UTF-8: "),
+        (b"{not json", ErrorType.NOT_JSON, r"^not JSON: "),
+        ("{not json", ErrorType.NOT_JSON, r"^not JSON: "),
+        (b"[1]", ErrorType.SCHEMA, r"^document must be a JSON object, got list$"),
+        (b'{"id": "a", "text": " "}', ErrorType.EMPTY, r"^document text is empty$"),
+        (b'{"id": "a", "text": 5}', ErrorType.SCHEMA, r"^text: "),
+    ],
+)
+def test_decode_document_names_the_dead_letter_reason(value, error_type, message):
+    with pytest.raises(InvalidDocument, match=message) as info:
+        decode_document(value)
+    assert info.value.error_type is error_type
+
+
+def test_problems_are_at_most_five_and_500_characters():
+    too_many = {"metadata": {str(i): i for i in range(20)}, "id": "a", "text": "t"}
+    with pytest.raises(InvalidDocument, match=r"\.\.\. 15 more$"):
+        decode_document(orjson.dumps(too_many))
+    with pytest.raises(InvalidDocument) as info:
+        decode_document(orjson.dumps({"id": "a", "text": "t", "metadata": {"k" * 600: 1}}))
+    assert len(str(info.value)) == MAX_ERROR_CHARS
+
+
+def test_fields_map_another_format_before_validation():
+    eurlex = b'{"celex_id": "32012R0001", "text": "t"}'
+    document = decode_document(eurlex, fields=lambda record: {**record, "id": record["celex_id"]})
+    assert document.id == "32012R0001"
+    with pytest.raises(InvalidDocument, match=r"^id: Field required"):
+        decode_document(eurlex)
 
 
 def test_labels_message_round_trip_and_rfc3339_time():

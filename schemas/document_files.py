@@ -1,9 +1,10 @@
-"""Read documents from JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format;
-write output files in place.
+"""Documents in JSONL files (plain or gzip): ``{id, text, ...}`` or the EUR-Lex data format
+(``celex_id``, ``title``, ``text``, ...); output files written in place.
 
-One parser for every file reader: ``produce`` (:func:`read_documents`, stops at the first bad
-line) and ``classify`` (:func:`document_lines` + :func:`parse_document_line`, skips and counts bad
-lines).
+Every line is parsed by ``schemas.codec.decode_document``, the parser of the worker's Kafka
+records, after :func:`eurlex_fields`: ``produce`` (:func:`read_documents`, stops at the first bad
+line), ``classify`` (:func:`document_lines` + :func:`parse_document_line`, skips and counts bad
+lines), the training data and the benchmarks.
 """
 
 import gzip
@@ -12,13 +13,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-import orjson
-from pydantic import ValidationError
-
+from schemas.codec import InvalidDocument, decode_document
 from schemas.document import InputDocument
-from worker.pipeline.steps.decoding import describe_validation_error
 
 STDIN = "-"
 
@@ -28,17 +26,15 @@ class DocumentFileError(ValueError):
 
 
 class DocumentLineError(DocumentFileError):
-    """One line is not a valid document; the message is ``FILE:LINE: problem``.
+    """One line is not a valid document; the message is ``FILE:LINE: problem``, ``problem`` the
+    same words as the worker's dead-letter reason for that record (for a log line that names the
+    line itself)."""
 
-    ``reason`` says the same without the location, for a log line that names the line itself.
-    """
-
-    def __init__(self, source: str, line_number: int, problem: str, reason: str | None = None):
+    def __init__(self, source: str, line_number: int, problem: str):
         super().__init__(f"{source}:{line_number}: {problem}")
         self.source = source
         self.line_number = line_number
         self.problem = problem
-        self.reason = reason or problem
 
 
 def source_name(path: Path | str) -> str:
@@ -69,28 +65,23 @@ def document_lines(path: Path | str) -> Iterator[tuple[int, bytes]]:
         raise DocumentFileError(f"{source_name(path)}: cannot read ({exc})") from exc
 
 
+def eurlex_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """A line's fields as a document's: the EUR-Lex ``celex_id`` is the ``id`` when there is none
+    (``title`` and ``text`` are already the document's; other fields are ignored)."""
+    if "id" not in record and "celex_id" in record:
+        return {**record, "id": record["celex_id"]}
+    return record
+
+
 def parse_document_line(line: bytes | str, source: str, line_number: int) -> InputDocument:
-    """The document on one line; the EUR-Lex ``celex_id`` becomes the ``id`` when there is none.
+    """The document on one line (``{id, text, ...}`` or EUR-Lex).
 
     Raises ``DocumentLineError`` naming ``source:line_number`` and the problem.
     """
     try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError as exc:
-        raise DocumentLineError(source, line_number, f"not JSON: {exc}") from exc
-    if not isinstance(record, dict):
-        raise DocumentLineError(
-            source, line_number, f"expected a JSON object, got {type(record).__name__}"
-        )
-    if "id" not in record and "celex_id" in record:
-        record["id"] = record["celex_id"]
-    try:
-        return InputDocument.model_validate(record)
-    except ValidationError as exc:
-        problems = describe_validation_error(exc, whole="document")
-        raise DocumentLineError(
-            source, line_number, problems, reason=f"invalid document: {problems}"
-        ) from exc
+        return decode_document(line, fields=eurlex_fields)
+    except InvalidDocument as exc:
+        raise DocumentLineError(source, line_number, str(exc)) from exc
 
 
 def read_documents(path: Path | str) -> Iterator[InputDocument]:
