@@ -61,7 +61,7 @@ def combine(windows: np.ndarray, rule: str) -> np.ndarray:
 
 def score_windows(engine, documents) -> tuple[list[np.ndarray], float]:
     """Probabilities of every window of every document, scored in length-sorted batches."""
-    tokenized = engine.tokenize_stage([item.document for item in documents])
+    tokenized = engine.document_tokenizer([item.document for item in documents])
     flat = [(doc, index, ids) for doc, result in enumerate(tokenized)
             for index, ids in enumerate(result.windows)]
     flat.sort(key=lambda entry: len(entry[2]))

@@ -119,7 +119,9 @@ class EngineSettings(BaseModel):
                 f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
                 f"max_length={max_length} (padded to {padded})"
             )
-        if self.long_documents == "chunk" and self.chunk_stride >= max_length - 2:
+        # only what can never work: the tokenizer, which knows how many special tokens each
+        # window holds, checks the rest (``DocumentTokenizer``)
+        if self.long_documents == "chunk" and self.chunk_stride >= max_length:
             raise ValueError(
                 f"chunk_stride={self.chunk_stride} must be smaller than max_length={max_length} "
                 "minus the special tokens"
@@ -142,10 +144,6 @@ class EngineSettings(BaseModel):
     @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
-
-    @property
-    def windows_per_document(self) -> int:
-        return self.max_chunks if self.long_documents == "chunk" else 1
 
 
 def resolve_device(device: str) -> "torch.device":
@@ -175,3 +173,8 @@ def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
 def resolve_torch_threads(torch_threads: int | None) -> int:
     """The setting, else the cores this process may use."""
     return torch_threads if torch_threads is not None else usable_cpus()
+
+
+def dtype_name(dtype: "torch.dtype") -> str:
+    """A torch dtype as the settings, manifests and reports write it: ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")

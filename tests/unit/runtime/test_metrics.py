@@ -26,5 +26,5 @@ def test_paused_seconds_counts_from_the_first_pause_until_a_resume():
 
 def test_out_of_memory_splits_are_a_counter():
     metrics = WorkerMetrics()
-    metrics.oom_splits.inc(2)
+    metrics.engine.oom_splits.inc(2)
     assert value(metrics, "eurovoc_oom_splits_total") == 2
