@@ -16,6 +16,7 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.document import InputDocument  # noqa: E402
 from schemas.labels import SourceRef  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noqa: E402
+from tests.unit.inference.test_model_runner import OutOfMemoryWhen  # noqa: E402
 from worker.inference.checkpoint import load_checkpoint  # noqa: E402
 from worker.inference.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
 from worker.inference.engine import InferenceEngine  # noqa: E402
@@ -257,15 +258,8 @@ def test_a_document_that_cannot_be_tokenized_is_an_error_result(engine):
 
 
 def test_out_of_memory_on_one_document_is_an_error_result(checkpoint_dir):
-    def out_of_memory_when_long(inner):
-        def forward(inputs):
-            if inputs["input_ids"].shape[1] > 32:
-                raise torch.OutOfMemoryError("CUDA out of memory")
-            return inner(inputs)
-
-        return forward
-
-    engine = make_engine(checkpoint_dir, forward=out_of_memory_when_long)
+    engine = make_engine(checkpoint_dir, forward=lambda inner: OutOfMemoryWhen(
+        inner, lambda inputs: inputs["input_ids"].shape[1] > 32))
     engine.start()
     try:
         engine.submit([item("short1", 3), item("huge", 60), item("short2", 4)])
@@ -278,16 +272,9 @@ def test_out_of_memory_on_one_document_is_an_error_result(checkpoint_dir):
 
 
 def test_out_of_memory_splits_are_counted(checkpoint_dir):
-    def one_sequence_at_a_time(inner):
-        def forward(inputs):
-            if inputs["input_ids"].shape[0] > 1:
-                raise torch.OutOfMemoryError("CUDA out of memory")
-            return inner(inputs)
-
-        return forward
-
     metrics = EngineMetrics()
-    engine = make_engine(checkpoint_dir, metrics, forward=one_sequence_at_a_time)
+    engine = make_engine(checkpoint_dir, metrics, forward=lambda inner: OutOfMemoryWhen(
+        inner, lambda inputs: inputs["input_ids"].shape[0] > 1))  # one sequence at a time fits
     engine.start()
     try:
         engine.submit([item(f"doc{i}", 6) for i in range(4)])  # one group: one batch of 4

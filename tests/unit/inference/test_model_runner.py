@@ -90,8 +90,8 @@ def test_refuses_a_max_length_beyond_the_position_embeddings(checkpoint):
 class OutOfMemoryWhen:
     """A forward that raises CUDA-style OOM when ``condition(inputs)`` holds."""
 
-    def __init__(self, checkpoint, condition):
-        self.inner = eager_forward(checkpoint.model)
+    def __init__(self, inner, condition):
+        self.inner = inner
         self.condition = condition
         self.batch_sizes = []
 
@@ -105,7 +105,8 @@ class OutOfMemoryWhen:
 def test_out_of_memory_splits_the_batch_in_halves(runner, checkpoint):
     batch = [encode(runner, "fish milk wine " * n) for n in range(1, 9)]
     expected = runner.score(batch)
-    fake = OutOfMemoryWhen(checkpoint, lambda inputs: inputs["input_ids"].shape[0] > 2)
+    fake = OutOfMemoryWhen(eager_forward(checkpoint.model),
+                           lambda inputs: inputs["input_ids"].shape[0] > 2)
     scored = ModelRunner(checkpoint, forward=fake).score_batch(batch)
     assert scored.errors == {}
     np.testing.assert_allclose(scored.probabilities, expected, atol=1e-5)
@@ -114,7 +115,8 @@ def test_out_of_memory_splits_the_batch_in_halves(runner, checkpoint):
 
 
 def test_a_single_sequence_out_of_memory_is_a_per_sequence_error(checkpoint):
-    fake = OutOfMemoryWhen(checkpoint, lambda inputs: inputs["input_ids"].shape[1] > 16)
+    fake = OutOfMemoryWhen(eager_forward(checkpoint.model),
+                           lambda inputs: inputs["input_ids"].shape[1] > 16)
     runner = ModelRunner(checkpoint, forward=fake)
     batch = [encode(runner, "fish"), encode(runner, "milk " * 40), encode(runner, "wine")]
     scored = runner.score_batch(batch)
