@@ -1,12 +1,5 @@
-"""Settings of the inference engine (model, device, batching, long documents).
-
-``EngineSettings`` is a plain frozen pydantic model so that it can be built directly in tests; it is
-the ``engine`` group of the Kafka worker's settings (``worker.settings.worker_settings``) and the settings of
-``eurovoc-worker classify`` (``worker.commands.classify``), whose command lines pydantic-settings generates.
-
-Relations that need the checkpoint (``max_length=None`` means "the manifest's") are checked again
-by :meth:`EngineSettings.resolve_max_length` once the manifest is known.
-"""
+"""Settings of the inference engine (:class:`EngineSettings`) and what they resolve to on this
+machine (device, dtype, torch threads)."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,7 +21,16 @@ docs/performance.md), so bigger batches only add latency; a GPU needs large batc
 
 
 class EngineSettings(BaseModel):
-    """How the worker loads the model and batches documents through it."""
+    """How the worker loads the model and batches documents through it.
+
+    A plain frozen pydantic model, so that it can be built directly in tests; it is the
+    ``engine`` group of the Kafka worker's settings (``worker.settings.worker_settings``) and the
+    settings of ``eurovoc-worker classify`` (``worker.commands.classify``), whose command lines
+    pydantic-settings generates. Relations that need the checkpoint (``max_length=None`` means
+    "the manifest's") are checked again by :meth:`resolve_max_length` once the manifest is
+    known; what needs the tokenizer (the special tokens next to ``chunk_stride``) is checked by
+    the engine's ``DocumentTokenizer``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

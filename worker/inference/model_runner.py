@@ -128,7 +128,7 @@ class ModelRunner:
 
     def compile(self, mode: CompileMode) -> None:
         """Run the forward pass through ``torch.compile`` (``off``: eager; see
-        ``worker.inference.compilation``). Compilation itself happens on the first batches: warm up."""
+        ``worker.inference.compilation``). Compilation happens on the first batches: warm up."""
         if mode != "off":
             self._forward = compiled_forward(self.model, mode, self.device.type)
             self.compile_mode = mode
