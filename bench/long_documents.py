@@ -4,7 +4,7 @@
                                    [--stride 64] [--limit N] [--dtype auto]
 
 Scores every window of every document of the dev and test splits once (the engine's own
-tokenize stage in chunk mode and its model runner, so the windows are exactly the worker's),
+document tokenizer in chunk mode and its model runner, so the windows are exactly the worker's),
 then derives, without scoring again, each rule for 1, 2, 4 ... ``--max-chunks`` windows:
 
 - ``first``: the first window only — what ``long_documents=truncate`` computes;

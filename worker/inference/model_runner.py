@@ -216,9 +216,9 @@ class ModelRunner:
     def warmup_shapes(self, max_batch_tokens: int, max_batch_size: int) -> list[tuple[int, int]]:
         """(batch size, padded length) pairs to run once at start-up.
 
-        Lengths: a few multiples of 8 up to max_length; batch sizes: 1 and the largest the
-        budget allows (smaller on CPU, where the point is to initialise kernels, not to cover
-        every shape).
+        Lengths: a few multiples of PAD_MULTIPLE up to max_length; batch sizes: 1 and the
+        largest the budget allows (smaller on CPU, where the point is to initialise kernels, not
+        to cover every shape).
         """
         top = padded_length(self.max_length)
         lengths = sorted({max(PAD_MULTIPLE, (top // div) // PAD_MULTIPLE * PAD_MULTIPLE)

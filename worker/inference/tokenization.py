@@ -77,7 +77,7 @@ class DocumentTokenizer:
         max_chars_per_token: int = 12,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError("the tokenize stage needs a fast tokenizer")
+            raise ValueError("the document tokenizer needs a fast tokenizer")
         specials = tokenizer.num_special_tokens_to_add(pair=False)
         if max_length <= specials:
             raise ValueError(f"max_length={max_length} leaves no room next to {specials} specials")
