@@ -30,7 +30,7 @@ from schemas.document_files import (
     parse_document_line,
     source_name,
 )
-from worker.inference.engine_settings import EngineSettings
+from worker.inference.engine_settings import EngineSettings, dtype_name
 from worker.inference.tokenization import document_text
 
 NOTEBOOK_BATCH = 16
@@ -242,16 +242,16 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
 
     from worker.inference.batch_scoring import score_documents
     from worker.inference.engine import InferenceEngine
-    from worker.runtime.metrics import WorkerMetrics
+    from worker.inference.engine_metrics import EngineMetrics
 
-    metrics = WorkerMetrics()
+    metrics = EngineMetrics()
     started = time.perf_counter()
     engine = InferenceEngine.from_settings(settings, metrics)
     load_seconds = time.perf_counter() - started
     batches: list[Batch] = []
     engine.runner.score_batch = _recording(engine.runner, batches)
     engine.start()
-    tokenizer_thread = engine._threads[0]
+    tokenizer_thread = engine.threads["tokenize"]
     cpu_before = _thread_cpu_seconds(tokenizer_thread.native_id)
     try:
         window = MachineWindow().__enter__()
@@ -279,5 +279,5 @@ def run_engine(settings: EngineSettings, documents: Sequence[LabelledDocument]) 
                              "idle_share": round(1 - model_busy / seconds, 4)},
     }
     return RowResult(probabilities, batches, seconds, load_seconds,
-                     str(engine.runner.dtype).removeprefix("torch."), torch.get_num_threads(),
+                     dtype_name(engine.runner.dtype), torch.get_num_threads(),
                      extra)

@@ -4,7 +4,7 @@
                                    [--stride 64] [--limit N] [--dtype auto]
 
 Scores every window of every document of the dev and test splits once (the engine's own
-tokenize stage in chunk mode and its model runner, so the windows are exactly the worker's),
+document tokenizer in chunk mode and its model runner, so the windows are exactly the worker's),
 then derives, without scoring again, each rule for 1, 2, 4 ... ``--max-chunks`` windows:
 
 - ``first``: the first window only — what ``long_documents=truncate`` computes;
@@ -61,7 +61,7 @@ def combine(windows: np.ndarray, rule: str) -> np.ndarray:
 
 def score_windows(engine, documents) -> tuple[list[np.ndarray], float]:
     """Probabilities of every window of every document, scored in length-sorted batches."""
-    tokenized = engine.tokenize_stage([item.document for item in documents])
+    tokenized = engine.document_tokenizer([item.document for item in documents])
     flat = [(doc, index, ids) for doc, result in enumerate(tokenized)
             for index, ids in enumerate(result.windows)]
     flat.sort(key=lambda entry: len(entry[2]))

@@ -26,8 +26,8 @@ from _common import DEFAULT_DATA, DEFAULT_MODEL, batch_histograms  # noqa: E402
 
 from worker.commands.classify import classify_file  # noqa: E402
 from worker.inference.engine import InferenceEngine  # noqa: E402
-from worker.inference.engine_settings import EngineSettings  # noqa: E402
-from worker.runtime.metrics import WorkerMetrics  # noqa: E402
+from worker.inference.engine_metrics import EngineMetrics  # noqa: E402
+from worker.inference.engine_settings import EngineSettings, dtype_name  # noqa: E402
 from worker.settings.engine_flags import add_engine_arguments, settings_from_args  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def classify_benchmark(
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    metrics = WorkerMetrics()
+    metrics = EngineMetrics()
     started = time.perf_counter()
     engine = InferenceEngine.from_settings(settings, metrics)
     load_seconds = time.perf_counter() - started
@@ -62,7 +62,7 @@ def classify_benchmark(
         "device_name": (torch.cuda.get_device_name(runner.device)
                         if runner.device.type == "cuda" else platform.processor() or "cpu"),
         "torch_threads": torch.get_num_threads(),
-        "dtype": str(runner.dtype).removeprefix("torch."),
+        "dtype": dtype_name(runner.dtype),
         "max_length": engine.max_length,
         "max_batch_tokens": engine.max_batch_tokens,
         "documents": summary["documents"],

@@ -76,9 +76,9 @@ from tests.kafka_fixtures import (  # noqa: E402
 )
 from worker.app import build_processor  # noqa: E402
 from worker.inference.engine_settings import EngineSettings  # noqa: E402
+from worker.inference.requests import EngineResult  # noqa: E402
 from worker.kafka.clients import build_consumer, build_producer  # noqa: E402
 from worker.pipeline.progress import Progress  # noqa: E402
-from worker.pipeline.work_items import WorkResult  # noqa: E402
 from worker.runtime.http_endpoints import HealthState, WorkerNotReady, wait_until_ready  # noqa: E402
 from worker.runtime.metrics import WorkerMetrics  # noqa: E402
 from worker.settings.worker_settings import load_settings  # noqa: E402
@@ -421,7 +421,7 @@ class NoopEngine:
                 model=self._model, truncated=False, chunks=1, tokens=0, source=item.source,
                 produced_at=self._now,
             )
-            self._ready.append(WorkResult(item, message, None))
+            self._ready.append(EngineResult(item, message, None))
 
     def poll_results(self, timeout: float = 0.0):
         out, self._ready = self._ready, []

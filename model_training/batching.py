@@ -1,4 +1,5 @@
-"""Batches: dynamic padding to a multiple of 8, length-grouped order reproducible per epoch."""
+"""Batches: dynamic padding to a multiple of PAD_MULTIPLE, length-grouped order reproducible
+per epoch."""
 
 from collections.abc import Iterator
 from typing import Any
@@ -9,8 +10,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
 from model_training.tokenization import TokenizedSplit
-
-PAD_TO_MULTIPLE_OF = 8
+from worker.inference.batching import PAD_MULTIPLE
 
 
 class TokenizedDataset(Dataset[dict[str, Any]]):
@@ -32,13 +32,13 @@ class TokenizedDataset(Dataset[dict[str, Any]]):
 def padding_collator(
     tokenizer: PreTrainedTokenizerBase, pad_to: int | None = None
 ) -> DataCollatorWithPadding:
-    """Pad each batch to its longest document rounded up to a multiple of 8 (tensor-core
+    """Pad each batch to its longest document rounded up to ``PAD_MULTIPLE`` (tensor-core
     friendly), or every batch to ``pad_to`` tokens (the original notebook's fixed padding)."""
     return DataCollatorWithPadding(
         tokenizer,
         padding="max_length" if pad_to else "longest",
         max_length=pad_to,
-        pad_to_multiple_of=None if pad_to else PAD_TO_MULTIPLE_OF,
+        pad_to_multiple_of=None if pad_to else PAD_MULTIPLE,
         return_tensors="pt",
     )
 

@@ -13,6 +13,7 @@ from model_training import __version__
 from model_training.model_card import HALF_PRECISION_CHECK, write_model_card
 from schemas.manifest import MANIFEST_FILENAME, CheckpointManifest, LabelDef, Thresholds
 from worker.inference.checkpoint import load_checkpoint, sha256_file
+from worker.inference.engine_settings import dtype_name
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def write_checkpoint(
     model.save_pretrained(output_dir, safe_serialization=True)
     tokenizer.save_pretrained(output_dir)
     weights = output_dir / WEIGHTS_FILE
-    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    dtype = dtype_name(next(model.parameters()).dtype)
     extra = extra_label_fields or [{} for _ in label_names]
     manifest = CheckpointManifest(
         name=name,

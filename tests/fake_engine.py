@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from schemas.labels import LabelsMessage, ModelInfo
-from worker.pipeline.work_items import WorkItem, WorkResult
+from worker.inference.requests import EngineResult
+from worker.pipeline.work_items import WorkItem
 
 
 class _Settings:
@@ -23,7 +24,7 @@ class FakeEngine:
         self.auto, self.reverse, self.fail_ids = auto, reverse, set(fail_ids)
         self.settings = _Settings(max_in_flight)
         self.queue: list[WorkItem] = []
-        self.ready: list[WorkResult] = []
+        self.ready: list[EngineResult] = []
         self.on_results = None
 
     def submit(self, items) -> None:
@@ -47,13 +48,13 @@ class FakeEngine:
             taken.reverse()
         for item in taken:
             if item.document.id in self.fail_ids:
-                self.ready.append(WorkResult(item, None, "boom"))
+                self.ready.append(EngineResult(item, None, "boom"))
             else:
-                self.ready.append(WorkResult(item, labels(item), None))
+                self.ready.append(EngineResult(item, labels(item), None))
         if taken and self.on_results is not None:
             self.on_results()
 
-    def poll_results(self, timeout: float = 0.0) -> list[WorkResult]:
+    def poll_results(self, timeout: float = 0.0) -> list[EngineResult]:
         out = [result for result in self.ready if not result.item.cancelled]
         self.ready = []
         return out

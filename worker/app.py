@@ -67,7 +67,7 @@ EngineFactory = Callable[[EngineSettings, WorkerMetrics], object]
 def _default_engine_factory(settings: EngineSettings, metrics: WorkerMetrics):
     from worker.inference.engine import InferenceEngine
 
-    return InferenceEngine.from_settings(settings, metrics)
+    return InferenceEngine.from_settings(settings, metrics.engine)
 
 
 def check_checkpoint(settings: EngineSettings) -> None:

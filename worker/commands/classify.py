@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -39,11 +39,11 @@ from schemas.document_files import (
     parse_document_line,
     source_name,
 )
+from schemas.labels import LabelsMessage
 from schemas.validation import describe_validation_error
 from worker.exit_codes import ExitCode
-from worker.pipeline.steps.base import MessageRejected
-from worker.pipeline.steps.classify import ClassifyStep
-from worker.pipeline.work_items import EngineFailed, WorkItem, work_item
+from worker.inference.feeding import feed
+from worker.inference.requests import DocumentRequest, EngineFailed, EngineResult
 from worker.runtime.logging_setup import setup_logging
 from worker.settings.engine_flags import add_engine_arguments, settings_from_args
 
@@ -52,7 +52,6 @@ if TYPE_CHECKING:  # the engine (torch, transformers) is imported when a run sta
 
 logger = logging.getLogger("worker.commands.classify")
 
-_WAIT_S = 0.5
 
 
 # -- arguments ---------------------------------------------------------------------------
@@ -103,47 +102,37 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Ordered:
-    """The classify step's next step for labelled and for failed documents alike: writes the
-    label messages in input order, holding early finishers until their turn; logs failures."""
+    """Writes the label messages of ``classify_file`` in input order, holding early finishers
+    until their turn; logs the documents that could not be labelled."""
 
     def __init__(self, out: IO[bytes], progress) -> None:
         self.out = out
         self.progress = progress
-        # id(item) -> (index among documents, line number, the item, kept alive for its id)
-        self.waiting: dict[int, tuple[int, int, WorkItem]] = {}
-        self.done: dict[int, WorkItem] = {}
+        self.waiting: dict[DocumentRequest, tuple[int, int]] = {}  # (input index, line number)
+        self.done: dict[int, LabelsMessage | None] = {}  # by input index, not yet written
         self.next_index = 0
         self.submitted = 0
         self.written = 0
         self.failed = 0
 
-    def add(self, item: WorkItem, line_number: int) -> None:
-        self.waiting[id(item)] = (self.submitted, line_number, item)
+    def add(self, request: DocumentRequest, line_number: int) -> None:
+        self.waiting[request] = (self.submitted, line_number)
         self.submitted += 1
 
-    def submit(self, item: WorkItem) -> None:
-        index, line_number, _ = self.waiting.pop(id(item))
-        if item.rejection is not None:
+    def write(self, result: EngineResult[DocumentRequest]) -> None:
+        index, line_number = self.waiting.pop(result.item)
+        if result.error is not None:
             self.failed += 1
             logger.error("line %d (id %s): could not be labelled: %s", line_number,
-                         item.document.id, item.rejection.message)
-        self.done[index] = item
+                         result.item.document.id, result.error)
+        self.done[index] = result.message
         while self.next_index in self.done:
-            labels = self.done.pop(self.next_index).labels
+            labels = self.done.pop(self.next_index)
             if labels is not None:
                 self.out.write(encode_message(labels) + b"\n")
                 self.written += 1
             self.next_index += 1
             self.progress.update(1)
-
-    def poll(self) -> None:
-        """Everything is written in ``submit``."""
-
-    def join(self, timeout: float | None) -> None:
-        """Nothing to wait for."""
-
-    def close(self) -> None:
-        """The output file is closed by ``classify_file``."""
 
 
 def classify_file(
@@ -154,8 +143,8 @@ def classify_file(
     limit: int | None = None,
     progress: bool = True,
 ) -> dict[str, int | float]:
-    """Label every document of ``input_path`` into ``output_path`` with a started engine,
-    through the same classify step as the Kafka worker (capacity ``max_in_flight``).
+    """Label every document of ``input_path`` into ``output_path`` with a started engine, fed
+    as the Kafka worker feeds it (``worker.inference.feeding``, capacity ``max_in_flight``).
 
     Bad lines are logged and skipped; an unreadable input raises ``DocumentFileError`` (and
     leaves no output file).
@@ -164,36 +153,30 @@ def classify_file(
 
     source = source_name(input_path)
     invalid = 0
-    wakeup = threading.Event()
-    engine.on_results = wakeup.set
     started = time.perf_counter()
     with (
         open_output(output_path) as out,
         tqdm(unit="doc", disable=True if not progress else None, file=sys.stderr) as bar,
     ):
         ordered = _Ordered(out, bar)
-        step = ClassifyStep(engine, ordered, ordered, max_in_flight=engine.settings.max_in_flight,
-                            wakeup=wakeup)
-        for line_number, line in document_lines(input_path):
-            if limit is not None and ordered.submitted >= limit:
-                break
-            try:
-                document = parse_document_line(line, source, line_number)
-            except DocumentLineError as exc:
-                invalid += 1
-                logger.error("line %d: %s (skipped)", exc.line_number, exc.problem)
-                continue
-            item = work_item(document)
-            ordered.add(item, line_number)
-            while True:
+
+        def requests() -> Iterator[DocumentRequest]:
+            nonlocal invalid
+            for line_number, line in document_lines(input_path):
+                if limit is not None and ordered.submitted >= limit:
+                    return
                 try:
-                    step.submit(item)
-                    break
-                except MessageRejected:
-                    wakeup.clear()
-                    step.poll()
-                    wakeup.wait(_WAIT_S)
-        step.join(None)
+                    document = parse_document_line(line, source, line_number)
+                except DocumentLineError as exc:
+                    invalid += 1
+                    logger.error("line %d: %s (skipped)", exc.line_number, exc.reason)
+                    continue
+                request = DocumentRequest(document)
+                ordered.add(request, line_number)
+                yield request
+
+        for result in feed(engine, requests(), engine.settings.max_in_flight):
+            ordered.write(result)
     elapsed = time.perf_counter() - started
     return {
         "documents": ordered.submitted,

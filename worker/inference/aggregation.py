@@ -1,14 +1,5 @@
-"""Combine the probabilities of a document's windows (chunk mode) into the document's.
-
-``max``: a label is as likely as in the window that shows it most (a topic that appears in one
-part of a long act still applies to the act). ``mean``: the average over windows. ``first-max``
-(the default): the mean of the first window (title, preamble: where an act says what it is about)
-and the max over all windows; it keeps the first window's calibration, which the checkpoint's
-thresholds were tuned on, and still lets a topic of the body raise a label. On EUR-Lex it is the
-best rule on dev and on test (bench/long_documents.py, docs/performance.md). All work on
-probabilities, so a document scored in windows gets exactly what scoring each window alone and
-combining the results gives.
-"""
+"""Combine the probabilities of a document's windows (chunk mode) into the document's
+(:func:`aggregate`, :class:`WindowCollector`)."""
 
 from typing import Literal
 
@@ -18,7 +9,18 @@ Aggregation = Literal["first-max", "max", "mean"]
 
 
 def aggregate(window_probabilities: np.ndarray, how: Aggregation = "first-max") -> np.ndarray:
-    """``(windows x labels)``, in document order → ``(labels,)`` float32."""
+    """``(windows x labels)``, in document order → ``(labels,)`` float32.
+
+    ``max``: a label is as likely as in the window that shows it most (a topic that appears in
+    one part of a long act still applies to the act). ``mean``: the average over windows.
+    ``first-max`` (the default): the mean of the first window (title, preamble: where an act
+    says what it is about) and the max over all windows; it keeps the first window's
+    calibration, which the checkpoint's thresholds were tuned on, and still lets a topic of the
+    body raise a label. On EUR-Lex it is the best rule on dev and on test
+    (bench/long_documents.py, docs/performance.md). All work on probabilities, so a document
+    scored in windows gets exactly what scoring each window alone and combining the results
+    gives.
+    """
     window_probabilities = np.asarray(window_probabilities, dtype=np.float32)
     if window_probabilities.ndim != 2 or len(window_probabilities) == 0:
         raise ValueError("expected a non-empty (windows x labels) array")

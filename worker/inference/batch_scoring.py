@@ -3,7 +3,7 @@ worker computes, in input order.
 
 ``eurovoc-train evaluate``, threshold tuning (``tune-thresholds`` and the end of training) and
 ``bench/inference.py`` measure through :func:`score_documents`, so the quality they report is the
-quality of the worker's inference path: its tokenizer stage, token-budget batching, dtype, max
+quality of the worker's inference path: its document tokenizer, token-budget batching, dtype, max
 length, long-document mode and chunk aggregation. :func:`inference_record` says which settings
 that was; training writes it into the manifest next to the thresholds tuned with it.
 """
@@ -16,10 +16,9 @@ import numpy as np
 from schemas.document import InputDocument
 from schemas.manifest import InferenceRecord
 from worker.inference.engine import InferenceEngine
-from worker.inference.engine_settings import EngineSettings
-from worker.pipeline.work_items import work_item
-
-_WAIT_S = 0.5
+from worker.inference.engine_settings import EngineSettings, dtype_name
+from worker.inference.feeding import feed
+from worker.inference.requests import DocumentRequest
 
 
 class DocumentNotScored(ValueError):
@@ -41,7 +40,7 @@ def inference_record(engine: InferenceEngine) -> InferenceRecord:
     chunked = settings.long_documents == "chunk"
     return InferenceRecord(
         device=engine.runner.device.type,
-        dtype=str(engine.runner.dtype).removeprefix("torch."),
+        dtype=dtype_name(engine.runner.dtype),
         max_length=engine.max_length,
         long_documents=settings.long_documents,
         max_chunks=settings.max_chunks if chunked else None,
@@ -58,35 +57,21 @@ def score_documents(
     progress: bool | None = None,
 ) -> np.ndarray:
     """Probabilities (documents x labels, float32, input order) from a started engine, fed as
-    ``classify`` feeds it (at most ``max_in_flight`` documents held). Raises
+    ``classify`` feeds it (``feed``: at most ``max_in_flight`` documents outstanding). Raises
     :class:`DocumentNotScored` for a document the engine returns an error for."""
     from tqdm.auto import tqdm
 
     names = engine.manifest.label_names
-    items = [work_item(document) for document in documents]
-    row_of = {id(item): row for row, item in enumerate(items)}
-    probabilities = np.empty((len(items), len(names)), dtype=np.float32)
-    capacity = engine.settings.max_in_flight
-    done = 0
-    with tqdm(total=len(items), desc=description, unit="doc", leave=False,
+    requests = [DocumentRequest(document) for document in documents]
+    row_of = {request: row for row, request in enumerate(requests)}
+    probabilities = np.empty((len(requests), len(names)), dtype=np.float32)
+    with tqdm(total=len(requests), desc=description, unit="doc", leave=False,
               disable=None if progress is None else not progress) as bar:
-
-        def collect() -> None:
-            nonlocal done
-            for result in engine.poll_results(timeout=_WAIT_S):
-                if result.message is None:
-                    raise DocumentNotScored(
-                        f"document {result.item.document.id!r} could not be scored: "
-                        f"{result.error}")
-                scores = result.message.scores
-                probabilities[row_of[id(result.item)]] = [scores[name] for name in names]
-                done += 1
-                bar.update(1)
-
-        for item in items:
-            while engine.pending() >= capacity:
-                collect()
-            engine.submit([item])
-        while done < len(items):
-            collect()
+        for result in feed(engine, requests, engine.settings.max_in_flight):
+            if result.message is None:
+                raise DocumentNotScored(
+                    f"document {result.item.document.id!r} could not be scored: {result.error}")
+            scores = result.message.scores
+            probabilities[row_of[result.item]] = [scores[name] for name in names]
+            bar.update(1)
     return probabilities

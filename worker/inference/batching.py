@@ -1,23 +1,4 @@
-"""Token-budget micro-batching policy: a pure object, no threads, the clock injected.
-
-Sequences are added with their token length. A batch's cost is what the model computes once the
-batch is padded: ``longest sequence rounded up to a multiple of 8 x number of sequences``.
-
-A batch is ready when
-
-1. a *full* batch can be formed: a group of similar-length pending sequences to which one more
-   sequence (the next longer one, or one as long as its longest) would break
-   ``max_batch_tokens`` or ``max_batch_size``, or
-2. the oldest pending sequence has waited ``max_wait`` (its timer starts when IT arrives, so a lone
-   sequence never waits longer than that for company).
-
-Full batches are chosen among runs of consecutive lengths (pending sequences sorted by padded
-length), picking the run with the least padding. That alone could starve a long sequence behind
-an endless stream of short ones, so once the oldest sequence has waited ``max_wait`` the next batch
-is built around it: it always goes in, joined by the pending sequences nearest to its length, as
-long as the batch's longest padded sequence stays within twice its shortest (extra sequences
-that would mostly be padding are left for a batch of their own, which comes right after).
-"""
+"""Token-budget micro-batching policy (:class:`TokenBudgetBatcher`) and the pad multiple."""
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +8,14 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 PAD_MULTIPLE = 8
-"""Batches are padded to a multiple of this many tokens (tensor-core friendly shapes)."""
+"""GPU batches (inference and training) are padded to a multiple of this many tokens
+(tensor-core friendly shapes)."""
+
+
+def pad_multiple(device_type: str) -> int:
+    """What a batch on ``device_type`` is padded to a multiple of: ``PAD_MULTIPLE`` on CUDA; 1 on
+    a CPU, which computes every padded token for nothing (a batch is its longest sequence)."""
+    return PAD_MULTIPLE if device_type == "cuda" else 1
 
 
 def padded_length(length: int, multiple: int = PAD_MULTIPLE) -> int:
@@ -52,7 +40,28 @@ def batch_cost(entries: Sequence[Pending]) -> int:
 
 
 class TokenBudgetBatcher(Generic[T]):
-    """Groups pending sequences into padded batches under a token budget and a size cap."""
+    """Groups pending sequences into padded batches under a token budget and a size cap: a pure
+    object, no threads, the clock injected.
+
+    Sequences are added with their token length. A batch's cost is what the model computes once
+    the batch is padded: ``longest sequence rounded up to pad_multiple x number of sequences``.
+
+    A batch is ready when
+
+    1. a *full* batch can be formed: a group of similar-length pending sequences to which one
+       more sequence (the next longer one, or one as long as its longest) would break
+       ``max_batch_tokens`` or ``max_batch_size``, or
+    2. the oldest pending sequence has waited ``max_wait`` (its timer starts when IT arrives, so
+       a lone sequence never waits longer than that for company).
+
+    Full batches are chosen among runs of consecutive lengths (pending sequences sorted by padded
+    length), picking the run with the least padding. That alone could starve a long sequence
+    behind an endless stream of short ones, so once the oldest sequence has waited ``max_wait``
+    the next batch is built around it: it always goes in, joined by the pending sequences
+    nearest to its length, as long as the batch's longest padded sequence stays within twice its
+    shortest (extra sequences that would mostly be padding are left for a batch of their own,
+    which comes right after).
+    """
 
     def __init__(
         self,
@@ -129,16 +138,13 @@ class TokenBudgetBatcher(Generic[T]):
 
     # -- selection ---------------------------------------------------------------------------
 
-    def next_batch(self, *, flush: bool = False, now: float | None = None) -> list[Pending[T]]:
-        """Remove and return the next batch (arrival order), or ``[]`` when none is ready.
-
-        ``flush=True`` returns a batch whenever anything is pending (e.g. to drain at shutdown).
-        """
+    def next_batch(self, *, now: float | None = None) -> list[Pending[T]]:
+        """Remove and return the next batch (arrival order), or ``[]`` when none is ready."""
         if not self._pending:
             return []
         now = self._clock() if now is None else now
         ordered = sorted(self._pending.values(), key=lambda entry: (entry.padded, entry.seq))
-        if self._expired(now) or flush:
+        if self._expired(now):
             chosen = self._around_oldest(ordered)
         else:
             chosen = self._best_full_run(ordered)

@@ -30,6 +30,9 @@ _SDPA_UNSUPPORTED = {"mpnet"}
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A loaded checkpoint directory: its manifest (labels, thresholds, max length), its fast
+    tokenizer and its model, on the device and in the dtype it was loaded for."""
+
     path: Path
     manifest: CheckpointManifest
     tokenizer: PreTrainedTokenizerFast

@@ -2,7 +2,7 @@
 
 - ``off`` (default): eager PyTorch.
 - ``default``: TorchInductor with dynamic shapes: one compiled graph serves every batch shape
-  (batches are padded to multiples of 8 tokens, so the shapes repeat); the engine's warm-up runs
+  (GPU batches are padded to multiples of 8 tokens, so the shapes repeat); the engine's warm-up runs
   the shapes once, so compilation happens at start-up, not on the first documents.
 - ``reduce-overhead``: the same plus CUDA graphs (replays a recorded graph per shape, removing the
   kernel-launch overhead that dominates small batches on a GPU). CUDA only: on a CPU it falls

@@ -1,21 +1,5 @@
-"""The inference engine: documents in, ``LabelsMessage`` results out, on two threads of its own.
-
-    submit() ──▶ inbox ──▶ [tokenizer thread] ──▶ TokenBudgetBatcher ──▶ [inference thread]
-                                                                          │ ModelRunner.score
-    poll_results() ◀── results ◀── OutputBuilder ◀── window aggregation ◀─┘
-
-The caller (``worker.pipeline.steps.classify``) never blocks on the model: ``submit`` only queues,
-``poll_results`` drains what is finished (``on_results``, when set, is called as soon as there is
-something). Tokenizing runs on its own thread so that the model never waits for the tokenizer;
-the inference thread sleeps at most until the next batch's deadline. The engine keeps no table
-of documents: it moves each ``WorkItem``'s ``stage`` along (batch queue, model) and drops an item
-whose owner set ``cancelled`` wherever it finds it, without a result.
-
-Errors: a document that cannot be tokenized, or that runs out of memory even alone, comes back as a
-``WorkResult`` with ``error`` set (→ a dead letter). Anything else that breaks a thread is fatal:
-``healthy()`` turns False and ``poll_results``/``submit`` raise :class:`EngineFailed`. All public
-methods are thread-safe.
-"""
+"""The inference engine: documents in, ``LabelsMessage`` results out, on two threads of its own
+(:class:`InferenceEngine`)."""
 
 import copy
 import logging
@@ -26,7 +10,9 @@ from collections.abc import Callable, Sequence
 
 from schemas.manifest import CheckpointManifest
 from worker.inference.batching import Pending, TokenBudgetBatcher
-from worker.inference.engine_settings import EngineSettings
+from worker.inference.engine_metrics import EngineMetrics
+from worker.inference.engine_settings import EngineSettings, dtype_name
+from worker.inference.feeding import TOKENIZE_GROUP
 from worker.inference.jobs import (
     Job,
     Window,
@@ -38,23 +24,45 @@ from worker.inference.jobs import (
 )
 from worker.inference.model_runner import ModelRunner
 from worker.inference.output_builder import OutputBuilder
+from worker.inference.requests import (
+    EngineFailed,
+    EngineResult,
+    EngineStage,
+    ScoringRequest,
+)
 from worker.inference.runner_setup import build_runner
-from worker.inference.tokenization import TokenizeStage
-from worker.pipeline.work_items import EngineFailed, Stage, WorkItem, WorkResult
-from worker.runtime.metrics import WorkerMetrics
+from worker.inference.tokenization import DocumentTokenizer
 
 logger = logging.getLogger(__name__)
 
-TOKENIZE_GROUP = 32
-"""Most documents tokenized in one tokenizer call (smaller groups reach the batcher sooner)."""
-
 
 class InferenceEngine:
+    """Scores documents on two threads of its own; the caller never blocks on the model.
+
+        submit() ──▶ inbox ──▶ [tokenizer thread] ──▶ TokenBudgetBatcher ──▶ [inference thread]
+                                                                            │ ModelRunner.score
+        poll_results() ◀── results ◀── OutputBuilder ◀── window aggregation ◀─┘
+
+    ``submit`` only queues, ``poll_results`` drains what is finished (``on_results``, when set,
+    is called as soon as there is something); callers feed it through
+    ``worker.inference.feeding``. Tokenizing runs on its own thread so that the model never
+    waits for the tokenizer; the inference thread sleeps at most until the next batch's
+    deadline. The engine keeps no table of documents: it moves each request's stage along
+    (``EngineStage``: batch queue, model) and drops a request whose owner set ``cancelled``
+    wherever it finds it, without a result.
+
+    Errors: a document that cannot be tokenized, or that runs out of memory even alone, comes
+    back as an :class:`EngineResult` with ``error`` set (the pipeline dead-letters it). Anything
+    else that breaks a thread is fatal: ``healthy()`` turns False and ``poll_results``/``submit``
+    raise :class:`EngineFailed`. ``metrics`` (optional) receives the batch and stage
+    measurements. All public methods are thread-safe.
+    """
+
     def __init__(
         self,
         runner: ModelRunner,
         settings: EngineSettings,
-        metrics: WorkerMetrics | None = None,
+        metrics: EngineMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runner = runner
@@ -70,7 +78,7 @@ class InferenceEngine:
         # The tokenizer thread gets its own copy: a Rust tokenizer shared between threads can
         # fail with "Already borrowed" when one thread changes its truncation settings while
         # the other uses it (the runner pads with the original on the inference thread).
-        self.tokenize_stage = TokenizeStage(
+        self.document_tokenizer = DocumentTokenizer(
             copy.deepcopy(runner.tokenizer),
             max_length=self.max_length,
             long_documents=settings.long_documents,
@@ -93,10 +101,10 @@ class InferenceEngine:
             pad_multiple=runner.pad_multiple,
         )
         self._inbox: deque[Job] = deque()
-        self._results: deque[tuple[Job, WorkResult]] = deque()
-        self._held = 0  # submitted, neither handed out nor dropped cancelled
+        self._results: deque[tuple[Job, EngineResult]] = deque()
+        self._pending = 0  # what pending() returns: submitted, neither handed out nor dropped
         self.on_results: Callable[[], None] | None = None
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, threading.Thread] = {}  # by role
         self._started = False
         self._stopping = False
         self._failure: BaseException | None = None
@@ -105,12 +113,12 @@ class InferenceEngine:
                 "name": self.manifest.name, "version": self.manifest.version,
                 "sha256": self.manifest.weights_sha256, "max_length": str(self.max_length),
                 "long_documents": settings.long_documents, "device": str(runner.device),
-                "dtype": str(runner.dtype).removeprefix("torch."),
+                "dtype": dtype_name(runner.dtype),
             })
 
     @classmethod
     def from_settings(
-        cls, settings: EngineSettings, metrics: WorkerMetrics | None = None
+        cls, settings: EngineSettings, metrics: EngineMetrics | None = None
     ) -> "InferenceEngine":
         """Load the checkpoint, build the runner, warm it up (unless disabled). Not started."""
         return cls(build_runner(settings), settings, metrics)
@@ -123,13 +131,12 @@ class InferenceEngine:
             if self._started:
                 raise RuntimeError("the engine was already started")
             self._started = True
-        self._threads = [
-            threading.Thread(target=self._guard(self._tokenize_loop), name="eurovoc-tokenize",
-                             daemon=True),
-            threading.Thread(target=self._guard(self._inference_loop), name="eurovoc-inference",
-                             daemon=True),
-        ]
-        for thread in self._threads:
+        self._threads = {
+            role: threading.Thread(target=self._guard(loop), name=f"eurovoc-{role}", daemon=True)
+            for role, loop in (("tokenize", self._tokenize_loop),
+                               ("inference", self._inference_loop))
+        }
+        for thread in self._threads.values():
             thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -138,7 +145,7 @@ class InferenceEngine:
             self._stopping = True
             self._notify_all()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in self._threads.values():
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning("engine thread %s did not stop within %.1fs", thread.name, timeout)
@@ -148,7 +155,12 @@ class InferenceEngine:
         with self._lock:
             if not self._started or self._stopping or self._failure is not None:
                 return False
-        return all(thread.is_alive() for thread in self._threads)
+        return all(thread.is_alive() for thread in self._threads.values())
+
+    @property
+    def threads(self) -> dict[str, threading.Thread]:
+        """The engine's threads by role (``tokenize``, ``inference``); empty before ``start``."""
+        return dict(self._threads)
 
     def __enter__(self) -> "InferenceEngine":
         self.start()
@@ -159,7 +171,7 @@ class InferenceEngine:
 
     # -- caller API ----------------------------------------------------------------------
 
-    def submit(self, items: Sequence[WorkItem]) -> None:
+    def submit(self, items: Sequence[ScoringRequest]) -> None:
         """Queue documents; returns at once. Bad documents come back as error results.
 
         Raises :class:`EngineFailed` once the engine has failed and ``RuntimeError`` after stop.
@@ -169,11 +181,11 @@ class InferenceEngine:
             if self._stopping:
                 raise RuntimeError("the engine is stopped")
             self._inbox.extend(Job(item) for item in items)
-            self._held += len(items)
+            self._pending += len(items)
             if items:
                 self._inbox_ready.notify()
 
-    def poll_results(self, timeout: float = 0.0) -> list[WorkResult]:
+    def poll_results(self, timeout: float = 0.0) -> list[EngineResult]:
         """Finished results (any order); waits up to ``timeout`` seconds for at least one."""
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -198,7 +210,7 @@ class InferenceEngine:
         counts until the engine comes across it: at once when queued or finished, after its
         batch when being scored)."""
         with self._lock:
-            return self._held
+            return self._pending
 
     # -- threads -------------------------------------------------------------------------
 
@@ -226,7 +238,7 @@ class InferenceEngine:
                 if not group:
                     continue
             started = time.perf_counter()
-            tokenized = self.tokenize_stage.tokenize_each([job.item.document for job in group])
+            tokenized = self.document_tokenizer.tokenize_each([job.item.document for job in group])
             if self.metrics is not None:
                 self.metrics.tokenize_seconds.observe(time.perf_counter() - started)
             with self._lock:
@@ -252,7 +264,7 @@ class InferenceEngine:
     def _run_batch(self, batch: list[Pending[Window]]) -> None:
         taken_at = self._clock()
         for entry in batch:
-            entry.payload.job.item.enter(Stage.MODEL)
+            entry.payload.job.item.enter(EngineStage.MODEL)
         started = time.perf_counter()
         scored = self.runner.score_batch([entry.payload.ids for entry in batch])
         if self.metrics is not None:
@@ -279,14 +291,14 @@ class InferenceEngine:
         """An error result for ``job`` (it is not scored); its other windows are dropped."""
         job.done = True
         self._batcher.remove(lambda other: other.job is job)
-        self._results.append((job, WorkResult(job.item, None, error)))
+        self._results.append((job, EngineResult(job.item, None, error)))
         self._results_ready.notify_all()
         self._notify_caller()
 
     def _release(self, job: Job) -> None:
         if not job.released:
             job.released = True
-            self._held -= 1
+            self._pending -= 1
 
     def _notify_caller(self) -> None:
         callback = self.on_results

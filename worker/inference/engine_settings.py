@@ -1,12 +1,5 @@
-"""Settings of the inference engine (model, device, batching, long documents).
-
-``EngineSettings`` is a plain frozen pydantic model so that it can be built directly in tests; it is
-the ``engine`` group of the Kafka worker's settings (``worker.settings.worker_settings``) and the settings of
-``eurovoc-worker classify`` (``worker.commands.classify``), whose command lines pydantic-settings generates.
-
-Relations that need the checkpoint (``max_length=None`` means "the manifest's") are checked again
-by :meth:`EngineSettings.resolve_max_length` once the manifest is known.
-"""
+"""Settings of the inference engine (:class:`EngineSettings`) and what they resolve to on this
+machine (device, dtype, torch threads)."""
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,7 +21,16 @@ docs/performance.md), so bigger batches only add latency; a GPU needs large batc
 
 
 class EngineSettings(BaseModel):
-    """How the worker loads the model and batches documents through it."""
+    """How the worker loads the model and batches documents through it.
+
+    A plain frozen pydantic model, so that it can be built directly in tests; it is the
+    ``engine`` group of the Kafka worker's settings (``worker.settings.worker_settings``) and the
+    settings of ``eurovoc-worker classify`` (``worker.commands.classify``), whose command lines
+    pydantic-settings generates. Relations that need the checkpoint (``max_length=None`` means
+    "the manifest's") are checked again by :meth:`resolve_max_length` once the manifest is
+    known; what needs the tokenizer (the special tokens next to ``chunk_stride``) is checked by
+    the engine's ``DocumentTokenizer``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -119,7 +121,9 @@ class EngineSettings(BaseModel):
                 f"max_batch_tokens={self.max_batch_tokens} cannot hold one sequence of "
                 f"max_length={max_length} (padded to {padded})"
             )
-        if self.long_documents == "chunk" and self.chunk_stride >= max_length - 2:
+        # only what can never work: the tokenizer, which knows how many special tokens each
+        # window holds, checks the rest (``DocumentTokenizer``)
+        if self.long_documents == "chunk" and self.chunk_stride >= max_length:
             raise ValueError(
                 f"chunk_stride={self.chunk_stride} must be smaller than max_length={max_length} "
                 "minus the special tokens"
@@ -142,10 +146,6 @@ class EngineSettings(BaseModel):
     @property
     def max_wait_s(self) -> float:
         return self.max_wait_ms / 1000.0
-
-    @property
-    def windows_per_document(self) -> int:
-        return self.max_chunks if self.long_documents == "chunk" else 1
 
 
 def resolve_device(device: str) -> "torch.device":
@@ -175,3 +175,8 @@ def resolve_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
 def resolve_torch_threads(torch_threads: int | None) -> int:
     """The setting, else the cores this process may use."""
     return torch_threads if torch_threads is not None else usable_cpus()
+
+
+def dtype_name(dtype: "torch.dtype") -> str:
+    """A torch dtype as the settings, manifests and reports write it: ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")

@@ -1,11 +1,7 @@
-"""The engine's bookkeeping of documents and windows (``worker.inference.engine``): what a tokenized document
-adds to the batcher, and what a scored batch means for its documents.
-
-A document is a :class:`Job` (its ``WorkItem`` plus what the engine works out for it) and one
-:class:`Window` per model input (chunk mode cuts long documents into several). A batch mixes
-windows of many documents; once all windows of a document are scored their probabilities are
-aggregated and its label message is built.
-"""
+"""The engine's bookkeeping of documents (:class:`Job`) and windows (:class:`Window`): what a
+tokenized document adds to the batcher, and what a scored batch means for its documents. A batch
+mixes windows of many documents; once all windows of a document are scored their probabilities
+are aggregated and its label message is built."""
 
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -15,17 +11,18 @@ import numpy as np
 
 from worker.inference.aggregation import WindowCollector
 from worker.inference.batching import Pending, TokenBudgetBatcher, batch_cost
+from worker.inference.engine_metrics import EngineMetrics
 from worker.inference.output_builder import OutputBuilder
+from worker.inference.requests import EngineResult, EngineStage, ScoringRequest
 from worker.inference.tokenization import TokenizedDocument
-from worker.pipeline.work_items import Stage, WorkItem, WorkResult
-from worker.runtime.metrics import WorkerMetrics
 
 
 @dataclass(eq=False, slots=True)
 class Job:
-    """One submitted document, from ``submit`` until ``poll_results`` hands its result out."""
+    """One submitted document, from ``submit`` until ``poll_results`` hands its result out: the
+    request plus what the engine works out for it (its windows, their scores so far)."""
 
-    item: WorkItem
+    item: ScoringRequest
     tokenized: TokenizedDocument | None = None
     collector: WindowCollector | None = None
     done: bool = False  # a result (success or error) was queued or is being built
@@ -33,11 +30,15 @@ class Job:
 
     @property
     def cancelled(self) -> bool:
+        """The request's owner gave up on it: dropped wherever the engine finds it."""
         return self.item.cancelled
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
+    """One model input of a job (chunk mode cuts a long document into several): the batcher's
+    payload."""
+
     job: Job
     index: int
     ids: list[int]
@@ -68,12 +69,12 @@ def queue_windows(job: Job, tokenized: TokenizedDocument | Exception,
     else:
         job.tokenized = tokenized
         job.collector = WindowCollector(len(tokenized.windows), n_labels)
-        job.item.enter(Stage.BATCH_QUEUE)
+        job.item.enter(EngineStage.BATCH_QUEUE)
         for index, ids in enumerate(tokenized.windows):
             batcher.add(Window(job, index, ids), len(ids))
 
 
-def observe_batch(metrics: WorkerMetrics, batch: Sequence[Pending[Window]], taken_at: float,
+def observe_batch(metrics: EngineMetrics, batch: Sequence[Pending[Window]], taken_at: float,
                   seconds: float, oom_splits: int = 0) -> None:
     padded = batch_cost(batch)
     for entry in batch:
@@ -117,7 +118,7 @@ def apply_scores(
 
 
 def build_results(builder: OutputBuilder, completed: list[tuple[Job, np.ndarray]]
-                  ) -> list[tuple[Job, WorkResult]]:
+                  ) -> list[tuple[Job, EngineResult]]:
     results = []
     for job, probabilities in completed:
         tokenized = job.tokenized
@@ -126,7 +127,7 @@ def build_results(builder: OutputBuilder, completed: list[tuple[Job, np.ndarray]
                 job.item.document.id, probabilities, truncated=tokenized.truncated,
                 chunks=tokenized.chunks, tokens=tokenized.tokens, source=job.item.source,
             )
-            results.append((job, WorkResult(job.item, message, None)))
+            results.append((job, EngineResult(job.item, message, None)))
         except ValueError as exc:
-            results.append((job, WorkResult(job.item, None, f"invalid output: {exc}")))
+            results.append((job, EngineResult(job.item, None, f"invalid output: {exc}")))
     return results

@@ -1,4 +1,4 @@
-"""Run the classifier on padded batches: inference mode, sigmoid, OOM splitting, warm-up."""
+"""Run the classifier on padded batches (:class:`ModelRunner`)."""
 
 import logging
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from schemas.manifest import CheckpointManifest
-from worker.inference.batching import PAD_MULTIPLE, padded_length
+from worker.inference.batching import PAD_MULTIPLE, pad_multiple, padded_length
 from worker.inference.checkpoint import Checkpoint, CheckpointError
 from worker.inference.compilation import CompileMode, compiled_forward
 
@@ -19,6 +19,14 @@ logger = logging.getLogger(__name__)
 MULTI_LABEL = "multi_label_classification"
 # Models whose position ids start after the padding index (2 positions fewer are usable).
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "data2vec-text"}
+
+Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+"""A model's forward pass: padded ``input_ids``/``attention_mask`` in, logits out."""
+
+
+def eager_forward(model: torch.nn.Module) -> Forward:
+    """``model``'s forward pass, uncompiled."""
+    return lambda inputs: model(**inputs).logits
 
 
 class SequenceFailedError(RuntimeError):
@@ -51,13 +59,25 @@ def max_positions(config) -> int | None:
 
 
 class ModelRunner:
-    """Scores batches of token-id sequences with a loaded checkpoint.
+    """Scores batches of token-id sequences with a loaded checkpoint: pads them (to
+    :func:`~worker.inference.batching.pad_multiple` of the device), runs the forward pass in
+    inference mode and returns sigmoid probabilities; a batch that runs out of memory is split
+    in halves, and a sequence that does not fit even alone becomes a per-sequence error.
+
+    ``forward`` replaces the model's forward pass (tests simulate out-of-memory with it);
+    :meth:`compile` replaces it with a ``torch.compile``-d one.
 
     Thread use: one thread at a time calls :meth:`score`/:meth:`score_batch` (the engine's
     inference thread).
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        max_length: int | None = None,
+        forward: Forward | None = None,
+    ) -> None:
         config = checkpoint.model.config
         manifest = checkpoint.manifest
         if config.problem_type != MULTI_LABEL:
@@ -93,12 +113,9 @@ class ModelRunner:
         parameter = next(self.model.parameters())
         self.device: torch.device = parameter.device
         self.dtype: torch.dtype = parameter.dtype
-        # GPU tensor cores want lengths in multiples of 8; a CPU computes every padded token for
-        # nothing, so there batches are padded to their longest sequence exactly
-        self.pad_multiple = PAD_MULTIPLE if self.device.type == "cuda" else 1
+        self.pad_multiple = pad_multiple(self.device.type)
         self.model.eval()
-        # the forward call; tests replace it to simulate out-of-memory
-        self._forward: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self._model_forward
+        self._forward: Forward = forward or eager_forward(self.model)
         self.compile_mode: CompileMode = "off"
 
     @property
@@ -111,7 +128,7 @@ class ModelRunner:
 
     def compile(self, mode: CompileMode) -> None:
         """Run the forward pass through ``torch.compile`` (``off``: eager; see
-        ``worker.inference.compilation``). Compilation itself happens on the first batches: warm up."""
+        ``worker.inference.compilation``). Compilation happens on the first batches: warm up."""
         if mode != "off":
             self._forward = compiled_forward(self.model, mode, self.device.type)
             self.compile_mode = mode
@@ -119,8 +136,8 @@ class ModelRunner:
     # -- padding and forward -------------------------------------------------------------
 
     def pad(self, sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
-        """Right-pad to the longest sequence (rounded up to a multiple of 8 on CUDA); tensors on
-        the device."""
+        """Right-pad to the longest sequence (rounded up to ``pad_multiple``); tensors on the
+        device."""
         padded = self.tokenizer.pad(
             {"input_ids": [list(ids) for ids in sequences]},
             padding=True,
@@ -136,9 +153,6 @@ class ModelRunner:
             name: tensor.to(self.device, non_blocking=True)
             for name, tensor in zip(("input_ids", "attention_mask"), tensors, strict=True)
         }
-
-    def _model_forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.model(**inputs).logits
 
     def _score_tensor(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         with torch.inference_mode():
@@ -202,9 +216,9 @@ class ModelRunner:
     def warmup_shapes(self, max_batch_tokens: int, max_batch_size: int) -> list[tuple[int, int]]:
         """(batch size, padded length) pairs to run once at start-up.
 
-        Lengths: a few multiples of 8 up to max_length; batch sizes: 1 and the largest the
-        budget allows (smaller on CPU, where the point is to initialise kernels, not to cover
-        every shape).
+        Lengths: a few multiples of PAD_MULTIPLE up to max_length; batch sizes: 1 and the
+        largest the budget allows (smaller on CPU, where the point is to initialise kernels, not
+        to cover every shape).
         """
         top = padded_length(self.max_length)
         lengths = sorted({max(PAD_MULTIPLE, (top // div) // PAD_MULTIPLE * PAD_MULTIPLE)

@@ -8,6 +8,7 @@ import logging
 from worker.inference.checkpoint import load_checkpoint
 from worker.inference.engine_settings import (
     EngineSettings,
+    dtype_name,
     resolve_device,
     resolve_dtype,
     resolve_torch_threads,
@@ -47,7 +48,7 @@ def untuned_settings(settings: EngineSettings, runner: ModelRunner) -> list[str]
     recorded = runner.manifest.thresholds.inference
     if recorded is None:
         return []
-    now: dict[str, object] = {"dtype": str(runner.dtype).removeprefix("torch."),
+    now: dict[str, object] = {"dtype": dtype_name(runner.dtype),
                               "max_length": runner.max_length,
                               "long_documents": settings.long_documents}
     if settings.long_documents == recorded.long_documents == "chunk":

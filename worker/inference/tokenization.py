@@ -1,17 +1,5 @@
-"""Tokenize documents into model windows (no padding: the model runner pads each batch).
-
-Every window is a complete model input with its special tokens ([CLS] ... [SEP] for BERT), made
-by the fast tokenizer's own overflow windowing, so scoring one window alone gives exactly what it
-gets inside a batch.
-
-- ``truncate``: one window, the first ``max_length`` tokens; ``truncated`` says whether anything
-  after it was not read.
-- ``chunk``: up to ``max_chunks`` windows of ``max_length`` tokens, consecutive windows sharing
-  ``stride`` tokens; ``truncated`` says whether text after the last window was not read.
-
-Before tokenizing, raw text is cut to ``max_length x windows x max_chars_per_token`` characters
-(a cut counts as truncation), which bounds the tokenizer's time and memory per document.
-"""
+"""Tokenize documents into model windows (:class:`DocumentTokenizer`), and the text the model
+reads of a document (:func:`model_text`, shared with training)."""
 
 import logging
 from collections.abc import Sequence
@@ -44,6 +32,8 @@ def document_text(document: InputDocument) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TokenizedDocument:
+    """A document as the model reads it: its windows of token ids and what they cover."""
+
     windows: list[list[int]]
     """Token ids of each window, special tokens included, unpadded."""
     tokens: int
@@ -56,8 +46,25 @@ class TokenizedDocument:
         return len(self.windows)
 
 
-class TokenizeStage:
-    """Turns documents into windows of token ids, with a fast (Rust) tokenizer."""
+class DocumentTokenizer:
+    """Turns documents into windows of token ids, with a fast (Rust) tokenizer; no padding (the
+    model runner pads each batch).
+
+    Every window is a complete model input with its special tokens ([CLS] ... [SEP] for BERT),
+    made by the fast tokenizer's own overflow windowing, so scoring one window alone gives
+    exactly what it gets inside a batch.
+
+    - ``truncate``: one window, the first ``max_length`` tokens; ``truncated`` says whether
+      anything after it was not read.
+    - ``chunk``: up to ``max_chunks`` windows of ``max_length`` tokens, consecutive windows
+      sharing ``stride`` tokens; ``truncated`` says whether text after the last window was not
+      read. ``stride`` must leave room for new tokens next to the tokenizer's special tokens:
+      this is the one place that checks it against their real number.
+
+    Before tokenizing, raw text is cut to ``max_length x windows x max_chars_per_token``
+    characters (a cut counts as truncation), which bounds the tokenizer's time and memory per
+    document.
+    """
 
     def __init__(
         self,
@@ -70,7 +77,7 @@ class TokenizeStage:
         max_chars_per_token: int = 12,
     ) -> None:
         if not getattr(tokenizer, "is_fast", False):
-            raise ValueError("the tokenize stage needs a fast tokenizer")
+            raise ValueError("the document tokenizer needs a fast tokenizer")
         specials = tokenizer.num_special_tokens_to_add(pair=False)
         if max_length <= specials:
             raise ValueError(f"max_length={max_length} leaves no room next to {specials} specials")

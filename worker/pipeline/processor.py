@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from schemas.labels import SourceRef
 from worker.exit_codes import ExitCode
+from worker.inference.requests import EngineFailed
 from worker.kafka.clients import is_cooperative
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
@@ -18,7 +19,7 @@ from worker.pipeline.steps.commit import CommitsNow
 from worker.pipeline.steps.dead_letter import DeadLetterStep
 from worker.pipeline.steps.produce import DeliveryFailed
 from worker.pipeline.steps.transaction import TransactionFenced
-from worker.pipeline.work_items import EngineFailed, WorkItem
+from worker.pipeline.work_items import WorkItem
 from worker.runtime.http_endpoints import HealthState
 from worker.runtime.metrics import WorkerMetrics
 from worker.settings.worker_settings import WorkerSettings

@@ -7,15 +7,16 @@ from enum import StrEnum
 from schemas.dead_letter import ErrorType
 from schemas.document import InputDocument
 from schemas.labels import LabelsMessage, SourceRef
+from worker.inference.requests import EngineStage
 
 
 class Stage(StrEnum):
-    """Where a work item is."""
+    """Where a work item is; the engine's stages are its own (``EngineStage``)."""
 
     DECODE = "decode"
     TOKENIZE = "tokenize"
-    BATCH_QUEUE = "batch queue"
-    MODEL = "model"
+    BATCH_QUEUE = EngineStage.BATCH_QUEUE.value
+    MODEL = EngineStage.MODEL.value
     PRODUCE = "produce"
     COMMIT = "commit"
 
@@ -66,26 +67,9 @@ class WorkItem:
     def __post_init__(self) -> None:
         self.stage_since = self.stage_since or self.received_at
 
-    def enter(self, stage: Stage) -> None:
-        self.stage = stage
+    def enter(self, stage: Stage | EngineStage) -> None:
+        self.stage = Stage(stage)
         self.stage_since = time.monotonic()
-
-
-@dataclass(frozen=True, slots=True)
-class WorkResult:
-    """What the engine hands back for one submitted item."""
-
-    item: WorkItem
-    message: LabelsMessage | None  # on success
-    error: str | None  # on per-document failure (→ dead letter, ErrorType.INFERENCE)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-class EngineFailed(RuntimeError):
-    """A fatal error stopped the engine; ``__cause__`` is the original exception."""
 
 
 def work_item(document: InputDocument, source: SourceRef | None = None) -> WorkItem:

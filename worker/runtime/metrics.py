@@ -2,12 +2,9 @@
 
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-_TOKEN_BUCKETS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536)
-_RATIO_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+from worker.inference.engine_metrics import LATENCY_BUCKETS, EngineMetrics
 
 
 class WorkerMetrics:
@@ -28,38 +25,13 @@ class WorkerMetrics:
             ["reason"],
             registry=r,
         )
-        self.batch_size = Histogram(
-            "eurovoc_batch_size", "Sequences per model batch.", buckets=_SIZE_BUCKETS, registry=r
-        )
-        self.batch_tokens = Histogram(
-            "eurovoc_batch_tokens",
-            "Padded tokens per model batch (longest sequence x sequences).",
-            buckets=_TOKEN_BUCKETS,
-            registry=r,
-        )
-        self.padding_efficiency = Histogram(
-            "eurovoc_padding_efficiency",
-            "Real tokens / padded tokens per model batch.",
-            buckets=_RATIO_BUCKETS,
-            registry=r,
-        )
-        self.tokenize_seconds = Histogram(
-            "eurovoc_tokenize_seconds", "Tokenizer time per submitted group.",
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )
-        self.queue_seconds = Histogram(
-            "eurovoc_queue_seconds", "Time a sequence waited in the batcher.",
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )
-        self.inference_seconds = Histogram(
-            "eurovoc_inference_seconds", "Model forward time per batch.",
-            buckets=_LATENCY_BUCKETS, registry=r,
-        )
+        self.engine = EngineMetrics(r)
+        """The inference engine's metrics, on this registry."""
         self.end_to_end_seconds = Histogram(
             "eurovoc_end_to_end_seconds",
             "From consume to broker acknowledgement of the output (exactly-once: to the "
             "commit of its transaction).",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS, registry=r,
         )
         self.transactions = Counter(
             "eurovoc_transactions",
@@ -71,7 +43,7 @@ class WorkerMetrics:
             "eurovoc_transaction_seconds",
             "exactly-once: from begin to the end of a committed transaction (sends, flush, "
             "offsets, commit).",
-            buckets=_LATENCY_BUCKETS, registry=r,
+            buckets=LATENCY_BUCKETS, registry=r,
         )
         self.in_flight = Gauge(
             "eurovoc_in_flight_documents", "Documents consumed but not yet acknowledged.", registry=r
@@ -88,11 +60,6 @@ class WorkerMetrics:
         )
         self.paused_seconds.set_function(
             lambda: 0.0 if self._paused_since is None else time.monotonic() - self._paused_since
-        )
-        self.oom_splits = Counter(
-            "eurovoc_oom_splits",
-            "Model batches split in halves after an out-of-memory error (GPU).",
-            registry=r,
         )
         self.consumer_lag = Gauge(
             "eurovoc_consumer_lag",
@@ -116,7 +83,6 @@ class WorkerMetrics:
             "1 while the consumer has a connection to a broker, 0 during an outage.",
             registry=r,
         )
-        self.model_info = Info("eurovoc_model", "The loaded checkpoint.", registry=r)
 
     def set_paused(self, partitions: int) -> None:
         """Backpressure paused ``partitions`` partitions (0: fetching again)."""

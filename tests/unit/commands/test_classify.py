@@ -1,5 +1,5 @@
-"""``classify_file`` with a fake engine: the shared line parser, the shared classify step,
-skipping, order, bad input."""
+"""``classify_file`` with a fake engine: the shared line parser, the shared feeding, skipping,
+order, bad input."""
 
 import gzip
 import logging

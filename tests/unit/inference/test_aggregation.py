@@ -15,7 +15,7 @@ from worker.inference.checkpoint import load_checkpoint  # noqa: E402
 from worker.inference.engine import InferenceEngine  # noqa: E402
 from worker.inference.engine_settings import EngineSettings  # noqa: E402
 from worker.inference.model_runner import ModelRunner  # noqa: E402
-from worker.pipeline.work_items import work_item  # noqa: E402
+from worker.inference.requests import DocumentRequest  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -67,7 +67,7 @@ def test_a_three_window_document_gets_the_aggregate_of_its_windows_scored_alone(
     # 22 content tokens per window, 18 new after the first: 22 + 18 + 10 = 50 words
     parts = ["fish milk wine " * 8, "steel trade customs " * 6, "tax bank court water " * 3]
     text = " ".join(" ".join(part.split()[:n]) for part, n in zip(parts, (22, 18, 10)))
-    windows = engine.tokenize_stage([InputDocument(id="long", text=text)])[0].windows
+    windows = engine.document_tokenizer([InputDocument(id="long", text=text)])[0].windows
     assert len(windows) == 3
     alone = np.stack([runner.score([window])[0] for window in windows])
     expected = {"max": alone.max(axis=0), "mean": alone.mean(axis=0),
@@ -79,8 +79,8 @@ def test_a_three_window_document_gets_the_aggregate_of_its_windows_scored_alone(
     try:
         # a short document in the same batches, to make sure padding does not leak in
         engine.submit([
-            work_item(InputDocument(id="long", text=text)),
-            work_item(InputDocument(id="short", text="fish")),
+            DocumentRequest(InputDocument(id="long", text=text)),
+            DocumentRequest(InputDocument(id="short", text="fish")),
         ])
         results = {}
         while len(results) < 2:

@@ -40,7 +40,7 @@ def test_probabilities_come_back_in_input_order_as_the_engine_scores_each(checkp
     with running_engine(engine_settings(checkpoint_dir)) as engine:
         probabilities = score_documents(engine, docs, progress=False)
         alone = np.stack([
-            engine.runner.score(engine.tokenize_stage([document])[0].windows)[0]
+            engine.runner.score(engine.document_tokenizer([document])[0].windows)[0]
             for document in docs
         ])
     assert probabilities.shape == (10, len(engine.manifest.labels))
@@ -51,7 +51,8 @@ def test_probabilities_come_back_in_input_order_as_the_engine_scores_each(checkp
 
 def test_a_document_the_engine_cannot_score_is_an_error(checkpoint_dir):
     with running_engine(engine_settings(checkpoint_dir)) as engine:
-        engine.tokenize_stage.tokenizer = PoisonedTokenizer(engine.tokenize_stage.tokenizer)
+        tokenizer = engine.document_tokenizer
+        tokenizer.tokenizer = PoisonedTokenizer(tokenizer.tokenizer)
         bad = InputDocument(id="bad-one", text="poison")
         with pytest.raises(DocumentNotScored, match="'bad-one' could not be scored"):
             score_documents(engine, [*documents(2), bad], progress=False)

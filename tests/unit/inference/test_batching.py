@@ -2,7 +2,13 @@
 
 import pytest
 
-from worker.inference.batching import TokenBudgetBatcher, batch_cost, padded_length
+from worker.inference.batching import (
+    PAD_MULTIPLE,
+    TokenBudgetBatcher,
+    batch_cost,
+    pad_multiple,
+    padded_length,
+)
 
 
 class FakeClock:
@@ -24,6 +30,11 @@ def make(clock, *, tokens=1024, size=64, wait=0.020) -> TokenBudgetBatcher[str]:
 
 def payloads(batch) -> list[str]:
     return [entry.payload for entry in batch]
+
+
+def test_the_pad_multiple_depends_on_the_device():
+    assert (PAD_MULTIPLE, pad_multiple("cuda"), pad_multiple("cpu")) == (8, 8, 1)
+    assert [padded_length(n, pad_multiple("cpu")) for n in (1, 7, 9)] == [1, 7, 9]
 
 
 def test_padded_length_and_cost():
@@ -154,12 +165,15 @@ def test_forced_batch_leaves_out_sequences_that_would_be_mostly_padding():
     assert sorted(payloads(batcher.next_batch())) == [f"short{i}" for i in range(5)]
 
 
-def test_flush_returns_whatever_is_pending():
+def test_a_lone_sequence_is_served_once_it_has_waited():
     clock = FakeClock()
-    batcher = make(clock)
+    batcher = make(clock, wait=0.020)
     batcher.add("a", 10)
     assert batcher.next_batch() == []
-    assert payloads(batcher.next_batch(flush=True)) == ["a"]
+    clock.advance(0.019)
+    assert batcher.next_batch() == []
+    clock.advance(0.001)
+    assert payloads(batcher.next_batch()) == ["a"]
 
 
 def test_remove_by_payload():
@@ -169,7 +183,8 @@ def test_remove_by_payload():
         batcher.add(name, 10)
     dropped = batcher.remove(lambda payload: payload.startswith("drop"))
     assert payloads(dropped) == ["drop1", "drop2"]
-    assert payloads(batcher.next_batch(flush=True)) == ["keep1", "keep2"]
+    clock.advance(0.020)
+    assert payloads(batcher.next_batch()) == ["keep1", "keep2"]
 
 
 def test_removing_the_oldest_moves_the_deadline():
@@ -213,6 +228,7 @@ def test_every_batch_respects_the_limits():
         if oldest is not None:
             # nobody waits much longer than max_wait plus one batch per step
             assert clock.now - oldest.added_at < 0.2
+    clock.advance(0.020)  # the rest has waited: batches of the oldest and its neighbours
     while len(batcher):
-        served.extend(payloads(batcher.next_batch(flush=True)))
+        served.extend(payloads(batcher.next_batch()))
     assert sorted(served) == sorted(added)

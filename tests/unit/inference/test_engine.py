@@ -16,17 +16,25 @@ from pydantic import ValidationError  # noqa: E402
 from schemas.document import InputDocument  # noqa: E402
 from schemas.labels import SourceRef  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer, make_tiny_checkpoint  # noqa: E402
+from tests.unit.inference.test_model_runner import OutOfMemoryWhen  # noqa: E402
 from worker.inference.checkpoint import load_checkpoint  # noqa: E402
 from worker.inference.cpu_resources import cpu_computes_bf16, usable_cpus  # noqa: E402
-from worker.inference.engine import EngineFailed, InferenceEngine, WorkItem, WorkResult  # noqa: E402
+from worker.inference.engine import InferenceEngine  # noqa: E402
+from worker.inference.engine_metrics import EngineMetrics  # noqa: E402
 from worker.inference.engine_settings import (  # noqa: E402
     EngineSettings,
+    dtype_name,
     resolve_device,
     resolve_dtype,
 )
-from worker.inference.model_runner import ModelRunner  # noqa: E402
-from worker.pipeline.work_items import Stage  # noqa: E402
-from worker.runtime.metrics import WorkerMetrics  # noqa: E402
+from worker.inference.model_runner import ModelRunner, eager_forward  # noqa: E402
+from worker.inference.requests import (  # noqa: E402
+    DocumentRequest,
+    EngineFailed,
+    EngineResult,
+    EngineStage,
+)
+from worker.pipeline.work_items import Stage, WorkItem  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -45,10 +53,14 @@ def settings(checkpoint_dir, **overrides) -> EngineSettings:
     return EngineSettings(**values)
 
 
-def make_engine(checkpoint_dir, metrics=None, **overrides) -> InferenceEngine:
+def make_engine(checkpoint_dir, metrics=None, forward=None, **overrides) -> InferenceEngine:
+    """An engine on the tiny checkpoint; ``forward(model_forward)`` returns the runner's forward
+    pass (to simulate out-of-memory, failures, slowness)."""
     config = settings(checkpoint_dir, **overrides)
     checkpoint = load_checkpoint(checkpoint_dir)
-    runner = ModelRunner(checkpoint, max_length=config.resolve_max_length(64))
+    inner = eager_forward(checkpoint.model)
+    runner = ModelRunner(checkpoint, max_length=config.resolve_max_length(64),
+                         forward=None if forward is None else forward(inner))
     return InferenceEngine(runner, config, metrics)
 
 
@@ -59,18 +71,16 @@ def engine(checkpoint_dir):
     engine.stop()
 
 
-def item(doc_id: str, n_words: int = 5, partition: int = 0, offset: int = 0) -> WorkItem:
+def item(doc_id: str, n_words: int = 5, partition: int = 0, offset: int = 0) -> DocumentRequest:
     text = " ".join(WORDS[(i * 7 + len(doc_id)) % len(WORDS)] for i in range(n_words))
-    return WorkItem(
-        document=InputDocument(id=doc_id, text=text),
+    return DocumentRequest(
+        InputDocument(id=doc_id, text=text),
         source=SourceRef(topic="in", partition=partition, offset=offset),
-        received_at=time.monotonic(),
-        stage=Stage.TOKENIZE,
     )
 
 
-def collect(engine, n, timeout=10.0) -> dict[str, WorkResult]:
-    results: dict[str, WorkResult] = {}
+def collect(engine, n, timeout=10.0) -> dict[str, EngineResult]:
+    results: dict[str, EngineResult] = {}
     deadline = time.monotonic() + timeout
     while len(results) < n:
         assert time.monotonic() < deadline, f"only {len(results)} of {n} results arrived"
@@ -80,8 +90,8 @@ def collect(engine, n, timeout=10.0) -> dict[str, WorkResult]:
     return results
 
 
-def direct_scores(engine, work: WorkItem) -> np.ndarray:
-    [tokenized] = engine.tokenize_stage([work.document])
+def direct_scores(engine, work: DocumentRequest) -> np.ndarray:
+    [tokenized] = engine.document_tokenizer([work.document])
     return engine.runner.score(tokenized.windows)[0]
 
 
@@ -139,6 +149,16 @@ def test_device_and_dtype_resolution():
             resolve_device("cuda")
 
 
+def test_chunk_stride_is_checked_against_the_tokenizers_special_tokens(checkpoint_dir):
+    # the settings reject only a stride that can never work (no room left at all)...
+    with pytest.raises(ValidationError, match="chunk_stride"):
+        settings(checkpoint_dir, max_length=64, long_documents="chunk", chunk_stride=64)
+    # ...the tokenizer counts its special tokens: BERT's [CLS] and [SEP] leave 62 per window
+    with pytest.raises(ValueError, match="chunk_stride=62 .* 2 special tokens"):
+        make_engine(checkpoint_dir, max_length=64, long_documents="chunk", chunk_stride=62)
+    make_engine(checkpoint_dir, max_length=64, long_documents="chunk", chunk_stride=61)
+
+
 def test_engine_refuses_a_runner_built_for_another_length(checkpoint_dir):
     runner = ModelRunner(load_checkpoint(checkpoint_dir))  # 64 tokens
     with pytest.raises(ValueError, match="max_length"):
@@ -149,7 +169,7 @@ def test_engine_refuses_a_runner_built_for_another_length(checkpoint_dir):
 
 
 def test_labels_every_document_with_the_models_scores(checkpoint_dir):
-    metrics = WorkerMetrics()
+    metrics = EngineMetrics()
     engine = make_engine(checkpoint_dir, metrics)
     items = [item(f"doc{i}", n_words=1 + (i * 13) % 90, offset=i) for i in range(40)]
     assert not engine.healthy()
@@ -175,13 +195,15 @@ def test_labels_every_document_with_the_models_scores(checkpoint_dir):
         np.testing.assert_allclose(got, direct_scores(engine, work), atol=1e-5)
     text = generate_latest(metrics.registry).decode()
     assert 'eurovoc_model_info{' in text and 'name="tiny-random-bert"' in text
-    assert metrics.batch_size.collect()[0].samples  # observed
-    observed = {s.name: s.value for m in (
-        metrics.batch_size, metrics.batch_tokens, metrics.padding_efficiency,
-        metrics.tokenize_seconds, metrics.queue_seconds, metrics.inference_seconds,
-    ) for s in m.collect()[0].samples if s.name.endswith("_count")}
-    assert observed["eurovoc_queue_seconds_count"] == 40
-    assert observed["eurovoc_batch_size_count"] >= 1
+    info = {"name": "tiny-random-bert", "version": engine.manifest.version,
+            "sha256": engine.manifest.weights_sha256, "max_length": "64",
+            "long_documents": "truncate", "device": "cpu",
+            "dtype": dtype_name(engine.runner.dtype)}
+    assert metrics.registry.get_sample_value("eurovoc_model_info", info) == 1
+    observed = {name: metrics.registry.get_sample_value(f"eurovoc_{name}_count") for name in (
+        "batch_size", "batch_tokens", "padding_efficiency", "tokenize_seconds", "queue_seconds",
+        "inference_seconds")}
+    assert observed["queue_seconds"] == 40
     assert all(value >= 1 for value in observed.values()), observed
 
 
@@ -224,9 +246,9 @@ def test_pending_counts_until_polled(engine):
 
 
 def test_a_document_that_cannot_be_tokenized_is_an_error_result(engine):
-    engine.tokenize_stage.tokenizer = PoisonedTokenizer(engine.tokenize_stage.tokenizer)
-    bad = WorkItem(source=None, received_at=time.monotonic(),
-                   document=InputDocument(id="bad", text="poison"))
+    tokenizer = engine.document_tokenizer
+    tokenizer.tokenizer = PoisonedTokenizer(tokenizer.tokenizer)
+    bad = DocumentRequest(InputDocument(id="bad", text="poison"))
     engine.start()
     engine.submit([item("good1"), bad, item("good2")])
     results = collect(engine, 3)
@@ -235,57 +257,50 @@ def test_a_document_that_cannot_be_tokenized_is_an_error_result(engine):
     assert engine.healthy()
 
 
-def test_out_of_memory_on_one_document_is_an_error_result(engine):
-    inner = engine.runner._forward
-
-    def forward(inputs):
-        if inputs["input_ids"].shape[1] > 32:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return inner(inputs)
-
-    engine.runner._forward = forward
+def test_out_of_memory_on_one_document_is_an_error_result(checkpoint_dir):
+    engine = make_engine(checkpoint_dir, forward=lambda inner: OutOfMemoryWhen(
+        inner, lambda inputs: inputs["input_ids"].shape[1] > 32))
     engine.start()
-    engine.submit([item("short1", 3), item("huge", 60), item("short2", 4)])
-    results = collect(engine, 3)
-    assert "out of memory" in results["huge"].error
-    assert results["short1"].message is not None and results["short2"].message is not None
-    assert engine.healthy()
+    try:
+        engine.submit([item("short1", 3), item("huge", 60), item("short2", 4)])
+        results = collect(engine, 3)
+        assert "out of memory" in results["huge"].error
+        assert results["short1"].message is not None and results["short2"].message is not None
+        assert engine.healthy()
+    finally:
+        engine.stop()
 
 
 def test_out_of_memory_splits_are_counted(checkpoint_dir):
-    metrics = WorkerMetrics()
-    engine = make_engine(checkpoint_dir, metrics)
-    inner = engine.runner._forward
-
-    def forward(inputs):  # only one sequence at a time fits
-        if inputs["input_ids"].shape[0] > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory")
-        return inner(inputs)
-
-    engine.runner._forward = forward
+    metrics = EngineMetrics()
+    engine = make_engine(checkpoint_dir, metrics, forward=lambda inner: OutOfMemoryWhen(
+        inner, lambda inputs: inputs["input_ids"].shape[0] > 1))  # one sequence at a time fits
     engine.start()
     try:
         engine.submit([item(f"doc{i}", 6) for i in range(4)])  # one group: one batch of 4
         results = collect(engine, 4)
         assert all(result.error is None for result in results.values())
-        assert metrics.oom_splits._value.get() >= 1
+        assert metrics.registry.get_sample_value("eurovoc_oom_splits_total") >= 1
     finally:
         engine.stop()
 
 
-def test_a_fatal_error_surfaces(engine):
+def test_a_fatal_error_surfaces(checkpoint_dir):
     def broken(inputs):
         raise RuntimeError("device lost")
 
-    engine.runner._forward = broken
+    engine = make_engine(checkpoint_dir, forward=lambda inner: broken)
     engine.start()
-    engine.submit([item("a")])
-    with pytest.raises(EngineFailed, match="device lost") as raised:
-        collect(engine, 1, timeout=5)
-    assert isinstance(raised.value.__cause__, RuntimeError)
-    assert not engine.healthy()
-    with pytest.raises(EngineFailed):
-        engine.submit([item("b")])
+    try:
+        engine.submit([item("a")])
+        with pytest.raises(EngineFailed, match="device lost") as raised:
+            collect(engine, 1, timeout=5)
+        assert isinstance(raised.value.__cause__, RuntimeError)
+        assert not engine.healthy()
+        with pytest.raises(EngineFailed):
+            engine.submit([item("b")])
+    finally:
+        engine.stop()
 
 
 def cancel(items) -> None:
@@ -310,7 +325,7 @@ def test_cancelled_documents_are_dropped_queued_or_finished(engine):
     # finished but not yet polled: cancelling them means they are never returned either
     late = item("p2-late", partition=2)
     engine.submit([late])
-    wait_for(lambda: late.stage is Stage.MODEL)
+    wait_for(lambda: late.stage is EngineStage.MODEL)
     time.sleep(0.2)  # scored and waiting to be polled
     cancel([late])
     results = collect(engine, 5)
@@ -320,23 +335,24 @@ def test_cancelled_documents_are_dropped_queued_or_finished(engine):
 
 
 def test_cancelled_while_being_scored(checkpoint_dir):
-    engine = make_engine(checkpoint_dir, max_batch_size=2)
-    inner = engine.runner._forward
     in_forward = threading.Event()
     release = threading.Event()
 
-    def slow(inputs):
-        in_forward.set()
-        release.wait(5)
-        return inner(inputs)
+    def slow(inner):
+        def forward(inputs):
+            in_forward.set()
+            release.wait(5)
+            return inner(inputs)
 
-    engine.runner._forward = slow
+        return forward
+
+    engine = make_engine(checkpoint_dir, forward=slow, max_batch_size=2)
     engine.start()
     try:
         scored = [item("first", partition=3), item("second", partition=3)]
         engine.submit(scored)
         assert in_forward.wait(5)
-        assert {work.stage for work in scored} == {Stage.MODEL}
+        assert {work.stage for work in scored} == {EngineStage.MODEL}
         engine.submit([item("other", partition=4)])
         cancel(scored)
         release.set()
@@ -371,7 +387,8 @@ def test_stop_ends_the_threads(engine):
     assert engine.healthy()
     engine.stop(timeout=5)
     assert not engine.healthy()
-    assert all(not thread.is_alive() for thread in engine._threads)
+    assert sorted(engine.threads) == ["inference", "tokenize"]
+    assert all(not thread.is_alive() for thread in engine.threads.values())
     with pytest.raises(RuntimeError):
         engine.submit([item("late")])
     with pytest.raises(RuntimeError):
@@ -381,7 +398,7 @@ def test_stop_ends_the_threads(engine):
 def test_submit_from_one_thread_while_polling_from_another(engine):
     engine.start()
     total = 200
-    results: dict[str, WorkResult] = {}
+    results: dict[str, EngineResult] = {}
 
     def poller():
         deadline = time.monotonic() + 20
@@ -400,7 +417,7 @@ def test_submit_from_one_thread_while_polling_from_another(engine):
 
 
 def test_from_settings_loads_and_warms_up(checkpoint_dir):
-    metrics = WorkerMetrics()
+    metrics = EngineMetrics()
     engine = InferenceEngine.from_settings(
         EngineSettings(model=checkpoint_dir, device="cpu", warmup=True, max_length=32), metrics
     )
@@ -437,3 +454,17 @@ def test_cancelled_while_the_output_is_being_built(engine):
         assert engine.pending() == 0
     finally:
         release.set()
+
+
+def test_a_pipeline_work_item_is_a_request_and_gets_the_pipeline_stages(engine):
+    """The watchdog names the stage of the oldest ``WorkItem``: the engine's stages are the
+    pipeline's ``Stage`` members of the same names."""
+    assert [Stage(stage) for stage in EngineStage] == [Stage.BATCH_QUEUE, Stage.MODEL]
+    assert (Stage.BATCH_QUEUE.value, Stage.MODEL.value) == ("batch queue", "model")
+    work = WorkItem(source=None, received_at=time.monotonic(),
+                    document=InputDocument(id="w", text="fish milk"), stage=Stage.TOKENIZE)
+    engine.start()
+    engine.submit([work])
+    [result] = collect(engine, 1).values()
+    assert result.item is work and result.message is not None
+    assert work.stage is Stage.MODEL

@@ -9,8 +9,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tests.tiny_checkpoint import make_tiny_checkpoint  # noqa: E402
+from worker.inference.batching import pad_multiple  # noqa: E402
 from worker.inference.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
-from worker.inference.model_runner import ModelRunner, SequenceFailedError  # noqa: E402
+from worker.inference.model_runner import (  # noqa: E402
+    ModelRunner,
+    SequenceFailedError,
+    eager_forward,
+)
 
 torch.set_num_threads(1)
 
@@ -61,7 +66,7 @@ def test_pads_to_the_longest_on_cpu_and_to_a_multiple_of_eight_on_cuda(runner):
     assert padded["input_ids"].shape == (2, 11)
     assert padded["attention_mask"].sum(dim=1).tolist() == [3, 11]
     assert padded["input_ids"][0, 3:].eq(runner.tokenizer.pad_token_id).all()
-    runner.pad_multiple = 8  # what a CUDA runner uses (tensor-core friendly shapes)
+    runner.pad_multiple = pad_multiple("cuda")  # 8: tensor-core friendly shapes
     assert runner.pad([[2, 5, 3], [2] + [5] * 9 + [3]])["input_ids"].shape == (2, 16)
 
 
@@ -85,8 +90,8 @@ def test_refuses_a_max_length_beyond_the_position_embeddings(checkpoint):
 class OutOfMemoryWhen:
     """A forward that raises CUDA-style OOM when ``condition(inputs)`` holds."""
 
-    def __init__(self, runner, condition):
-        self.inner = runner._forward
+    def __init__(self, inner, condition):
+        self.inner = inner
         self.condition = condition
         self.batch_sizes = []
 
@@ -97,21 +102,23 @@ class OutOfMemoryWhen:
         return self.inner(inputs)
 
 
-def test_out_of_memory_splits_the_batch_in_halves(runner):
+def test_out_of_memory_splits_the_batch_in_halves(runner, checkpoint):
     batch = [encode(runner, "fish milk wine " * n) for n in range(1, 9)]
     expected = runner.score(batch)
-    fake = OutOfMemoryWhen(runner, lambda inputs: inputs["input_ids"].shape[0] > 2)
-    runner._forward = fake
-    scored = runner.score_batch(batch)
+    fake = OutOfMemoryWhen(eager_forward(checkpoint.model),
+                           lambda inputs: inputs["input_ids"].shape[0] > 2)
+    scored = ModelRunner(checkpoint, forward=fake).score_batch(batch)
     assert scored.errors == {}
     np.testing.assert_allclose(scored.probabilities, expected, atol=1e-5)
     assert fake.batch_sizes == [8, 4, 2, 2, 4, 2, 2]
     assert scored.oom_splits == 3  # 8 -> 4 + 4, each 4 -> 2 + 2
 
 
-def test_a_single_sequence_out_of_memory_is_a_per_sequence_error(runner):
+def test_a_single_sequence_out_of_memory_is_a_per_sequence_error(checkpoint):
+    fake = OutOfMemoryWhen(eager_forward(checkpoint.model),
+                           lambda inputs: inputs["input_ids"].shape[1] > 16)
+    runner = ModelRunner(checkpoint, forward=fake)
     batch = [encode(runner, "fish"), encode(runner, "milk " * 40), encode(runner, "wine")]
-    runner._forward = OutOfMemoryWhen(runner, lambda inputs: inputs["input_ids"].shape[1] > 16)
     scored = runner.score_batch(batch)
     assert list(scored.errors) == [1]
     assert "out of memory" in scored.errors[1]
@@ -121,26 +128,25 @@ def test_a_single_sequence_out_of_memory_is_a_per_sequence_error(runner):
         runner.score(batch)
 
 
-def test_other_errors_are_not_hidden(runner):
+def test_other_errors_are_not_hidden(checkpoint):
     def broken(inputs):
         raise RuntimeError("shape mismatch")
 
-    runner._forward = broken
+    runner = ModelRunner(checkpoint, forward=broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         runner.score_batch([[2, 5, 3]])
 
 
-def test_warmup_runs_bounded_padded_shapes(runner):
+def test_warmup_runs_bounded_padded_shapes(checkpoint):
+    calls = []
+    inner = eager_forward(checkpoint.model)
+    runner = ModelRunner(checkpoint, forward=lambda inputs: calls.append(
+        tuple(inputs["input_ids"].shape)) or inner(inputs))
     shapes = runner.warmup_shapes(max_batch_tokens=512, max_batch_size=64)
     assert shapes
     assert all(length % 8 == 0 and length <= 64 for _, length in shapes)
     assert all(size * length <= 512 for size, length in shapes)
     assert {length for _, length in shapes} >= {8, 64}
-    calls = []
-    inner = runner._forward
-    runner._forward = lambda inputs: calls.append(tuple(inputs["input_ids"].shape)) or inner(
-        inputs
-    )
     assert runner.warmup(512, 64) == len(shapes)
     assert calls == shapes
     assert runner.warmup(512, 64, time_budget_s=0.0) <= 1

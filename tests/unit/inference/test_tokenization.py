@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 
 from schemas.document import InputDocument  # noqa: E402
 from tests.tiny_checkpoint import PoisonedTokenizer, tiny_tokenizer  # noqa: E402
-from worker.inference.tokenization import TokenizeStage, document_text  # noqa: E402
+from worker.inference.tokenization import DocumentTokenizer, document_text  # noqa: E402
 
 WORDS = "council regulation on fish milk wine steel trade customs".split()
 
@@ -28,7 +28,7 @@ def words(n: int) -> str:
 
 
 def test_short_document_is_one_complete_window(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=32)
+    stage = DocumentTokenizer(tokenizer, max_length=32)
     [result] = stage([doc(words(5))])
     assert result.chunks == 1
     assert not result.truncated
@@ -39,7 +39,7 @@ def test_short_document_is_one_complete_window(tokenizer):
 
 
 def test_truncate_mode_keeps_the_first_window_and_reports_truncation(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=16, long_documents="truncate")
+    stage = DocumentTokenizer(tokenizer, max_length=16, long_documents="truncate")
     [result] = stage([doc(words(40))])
     assert result.chunks == 1
     assert result.truncated
@@ -48,14 +48,14 @@ def test_truncate_mode_keeps_the_first_window_and_reports_truncation(tokenizer):
 
 
 def test_exactly_max_length_is_not_truncated(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=16)
+    stage = DocumentTokenizer(tokenizer, max_length=16)
     [result] = stage([doc(words(14))])  # 14 + [CLS] + [SEP]
     assert result.tokens == 16
     assert not result.truncated
 
 
 def test_chunk_mode_windows_overlap_by_the_stride_and_cover_the_text(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=16, long_documents="chunk", stride=4, max_chunks=8)
+    stage = DocumentTokenizer(tokenizer, max_length=16, long_documents="chunk", stride=4, max_chunks=8)
     text = words(40)
     [result] = stage([doc(text)])
     full = tokenizer(text)["input_ids"][1:-1]  # content tokens without specials
@@ -75,14 +75,14 @@ def test_chunk_mode_windows_overlap_by_the_stride_and_cover_the_text(tokenizer):
 
 
 def test_chunk_mode_caps_windows_and_reports_truncation(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=16, long_documents="chunk", stride=4, max_chunks=2)
+    stage = DocumentTokenizer(tokenizer, max_length=16, long_documents="chunk", stride=4, max_chunks=2)
     [result] = stage([doc(words(40))])
     assert result.chunks == 2
     assert result.truncated
 
 
 def test_title_is_prepended(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=64)
+    stage = DocumentTokenizer(tokenizer, max_length=64)
     document = doc("fish milk", title="council regulation")
     assert document_text(document) == "council regulation\nfish milk"
     [result] = stage([document])
@@ -93,7 +93,7 @@ def test_title_is_prepended(tokenizer):
 
 def test_raw_text_is_cut_before_tokenizing_and_that_counts_as_truncation(tokenizer):
     # 16 tokens x 1 window x 1 char per token = 16 characters read at most
-    stage = TokenizeStage(tokenizer, max_length=16, max_chars_per_token=1)
+    stage = DocumentTokenizer(tokenizer, max_length=16, max_chars_per_token=1)
     [result] = stage([doc("a b c d e f g h i j")])  # 19 chars
     # the 16 characters kept are 8 tokens: the tokenizer itself truncated nothing
     assert result.windows[0] == tokenizer("a b c d e f g h ")["input_ids"]
@@ -104,7 +104,7 @@ def test_raw_text_is_cut_before_tokenizing_and_that_counts_as_truncation(tokeniz
 
 
 def test_a_group_keeps_document_order(tokenizer):
-    stage = TokenizeStage(tokenizer, max_length=16, long_documents="chunk", stride=2, max_chunks=4)
+    stage = DocumentTokenizer(tokenizer, max_length=16, long_documents="chunk", stride=2, max_chunks=4)
     documents = [doc(words(n), doc_id=str(n)) for n in (3, 30, 1, 12)]
     results = stage(documents)
     for document, result in zip(documents, results, strict=True):
@@ -113,7 +113,7 @@ def test_a_group_keeps_document_order(tokenizer):
 
 
 def test_tokenize_each_isolates_a_failing_document(tokenizer):
-    stage = TokenizeStage(PoisonedTokenizer(tokenizer), max_length=16)
+    stage = DocumentTokenizer(PoisonedTokenizer(tokenizer), max_length=16)
     results = stage.tokenize_each([doc("fish"), doc("poison fish"), doc("milk")])
     assert isinstance(results[1], ValueError)
     assert results[0].windows[0] == tokenizer("fish")["input_ids"]
@@ -122,5 +122,5 @@ def test_tokenize_each_isolates_a_failing_document(tokenizer):
 
 def test_rejects_a_stride_that_leaves_no_new_tokens(tokenizer):
     with pytest.raises(ValueError, match="chunk_stride"):
-        TokenizeStage(tokenizer, max_length=16, long_documents="chunk", stride=14)
-    TokenizeStage(tokenizer, max_length=16, long_documents="truncate", stride=14)  # unused
+        DocumentTokenizer(tokenizer, max_length=16, long_documents="chunk", stride=14)
+    DocumentTokenizer(tokenizer, max_length=16, long_documents="truncate", stride=14)  # unused
