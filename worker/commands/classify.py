@@ -169,7 +169,7 @@ def classify_file(
                     document = parse_document_line(line, source, line_number)
                 except DocumentLineError as exc:
                     invalid += 1
-                    logger.error("line %d: %s (skipped)", exc.line_number, exc.reason)
+                    logger.error("line %d: %s (skipped)", exc.line_number, exc.problem)
                     continue
                 request = DocumentRequest(document)
                 ordered.add(request, line_number)
