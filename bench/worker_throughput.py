@@ -457,6 +457,9 @@ def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
         marks: dict[str, float] = {}
         window = CpuWindow({"bench": os.getpid(), "broker": broker_pid}, threads_of=os.getpid())
 
+        def sample(name: str) -> float:
+            return metrics.registry.get_sample_value(name) or 0.0
+
         def watch() -> None:
             deadline = time.monotonic() + timeout_s
             while True:
@@ -464,11 +467,13 @@ def noop_kafka_path(bootstrap: str, records: list, *, partitions: int,
                     marks["timeout"] = time.perf_counter()
                     loop.request_stop("benchmark timed out")
                     return
-                if "first" not in marks and metrics.consumed._value.get():
+                if "first" not in marks and sample("eurovoc_documents_consumed_total"):
                     marks["first"] = time.perf_counter()
                     window.__enter__()
-                finished = metrics.produced._value.get() + sum(
-                    child._value.get() for child in metrics.dead_lettered._metrics.values())
+                finished = sample("eurovoc_documents_produced_total") + sum(
+                    metric.value for family in metrics.registry.collect()
+                    if family.name == "eurovoc_documents_dead_lettered"
+                    for metric in family.samples if metric.name.endswith("_total"))
                 if finished >= expected:
                     marks["done"] = time.perf_counter()
                     window.__exit__()

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable
 
 from kafka.errors import KafkaError, KafkaTimeoutError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
 from schemas.manifest import read_manifest
 from worker.exit_codes import ExitCode
@@ -125,15 +126,15 @@ def transactional_producer(settings: WorkerSettings):
     producer with the id left open, and fences it); kafka-python waits ``max_block_ms`` per
     ``init_transactions`` call, a retry goes on waiting, up to the request timeout."""
     producer = build_producer(settings)
-    deadline = time.monotonic() + settings.kafka.request_timeout_ms / 1000
-    while True:
-        try:
-            producer.init_transactions()
-            return producer
-        except KafkaTimeoutError:
-            if time.monotonic() > deadline:
-                producer.close(timeout=0)
-                raise
+    registering = Retrying(retry=retry_if_exception_type(KafkaTimeoutError),
+                           stop=stop_after_delay(settings.kafka.request_timeout_ms / 1000),
+                           reraise=True)
+    try:
+        registering(producer.init_transactions)
+    except KafkaTimeoutError:
+        producer.close(timeout=0)
+        raise
+    return producer
 
 
 def own_transactional_id(settings: WorkerSettings) -> bool:
@@ -217,7 +218,7 @@ def run_worker(
                                     progress=progress)
         watchdog = Watchdog(processor, consumer, processor.registry,
                             stall_timeout_s=ops.stall_timeout_s, progress=progress,
-                            health=health, metrics=metrics).start()
+                            health=health, metrics=metrics, producer=producer).start()
 
         def topics_gone(missing: list[str]) -> None:
             reason = f"topic {', '.join(missing)} no longer exists (deleted while running)"

@@ -9,9 +9,13 @@ import time
 
 import orjson
 import pytest
+from kafka.errors import KafkaTimeoutError
 
+from tests.unit.settings.test_worker_settings import REQUIRED
+from worker import app
 from worker.app import _stop_on_signals
 from worker.runtime.logging_setup import kafka_log_throttle, setup_logging
+from worker.settings.worker_settings import WorkerSettings
 
 
 class _Processor:
@@ -98,3 +102,42 @@ def test_kafka_python_messages_are_throttled_and_silenced_during_an_outage():
     assert sum("Connection failed" in line for line in lines) == 1
     assert sum("ours are never throttled" in line for line in lines) == 2
     assert not any("silenced" in line for line in lines)
+
+
+class SlowToRegister:
+    """A transactional producer whose ``init_transactions`` times out ``failures`` times."""
+
+    def __init__(self, failures: int, attempt_s: float = 0.0) -> None:
+        self.failures, self.attempt_s = failures, attempt_s
+        self.attempts = 0
+        self.closed = False
+
+    def init_transactions(self) -> None:
+        self.attempts += 1
+        time.sleep(self.attempt_s)
+        if self.attempts <= self.failures:
+            raise KafkaTimeoutError("init_transactions")
+
+    def close(self, timeout: float) -> None:
+        self.closed = True
+
+
+def _exactly_once_settings():
+    return WorkerSettings(**REQUIRED, delivery="exactly-once", request_timeout_ms=1000)
+
+
+def test_registering_the_transactional_id_goes_on_after_time_outs(monkeypatch):
+    producer = SlowToRegister(failures=2)
+    monkeypatch.setattr(app, "build_producer", lambda settings: producer)
+    assert app.transactional_producer(_exactly_once_settings()) is producer
+    assert producer.attempts == 3 and not producer.closed
+
+
+def test_registering_gives_up_after_the_request_timeout_and_closes_the_producer(monkeypatch):
+    producer = SlowToRegister(failures=1000, attempt_s=0.25)
+    monkeypatch.setattr(app, "build_producer", lambda settings: producer)
+    started = time.monotonic()
+    with pytest.raises(KafkaTimeoutError):
+        app.transactional_producer(_exactly_once_settings())
+    assert 1.0 <= time.monotonic() - started < 3.0
+    assert producer.closed and 4 <= producer.attempts <= 8

@@ -55,6 +55,12 @@ def _keep_finished_joins(coordinator) -> None:
     coordinator.need_rejoin = lambda: bool(unclaimed) or need_rejoin()
 
 
+def any_connection_up(manager) -> bool:
+    """Whether one of a kafka-python connection manager's broker connections is up (a copy of
+    the table is read: the IO thread changes it)."""
+    return any(conn.connected for conn in list(manager._conns.values()))
+
+
 class GroupConsumer(KafkaConsumer):
     """The worker's consumer: kafka-python's, with the three workarounds, and the connection and
     IO-thread questions the watchdog asks from its own thread.
@@ -72,7 +78,7 @@ class GroupConsumer(KafkaConsumer):
 
     def connected(self) -> bool:
         """Whether a connection to some broker is up (any thread may ask)."""
-        return any(conn.connected for conn in list(self._manager._conns.values()))
+        return any_connection_up(self._manager)
 
     def io_thread_alive(self) -> bool:
         """Whether kafka-python's IO thread (heartbeats, fetches, commits) still runs."""
@@ -106,8 +112,13 @@ class GroupConsumer(KafkaConsumer):
 
 
 class Producer(KafkaProducer):
-    """The worker's producer: kafka-python's, with ``allow_auto_create_topics`` honoured."""
+    """The worker's producer: kafka-python's, with ``allow_auto_create_topics`` honoured, and the
+    connection question the watchdog asks from its own thread."""
 
     def __init__(self, **configs) -> None:
         super().__init__(**configs)
         _no_auto_create(self._metadata, self.config)
+
+    def connected(self) -> bool:
+        """Whether a connection to some broker is up (any thread may ask)."""
+        return any_connection_up(self._sender._client._manager)

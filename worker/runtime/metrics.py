@@ -80,7 +80,8 @@ class WorkerMetrics:
         )
         self.broker_connected = Gauge(
             "eurovoc_broker_connected",
-            "1 while the consumer has a connection to a broker, 0 during an outage.",
+            "1 while the consumer or the producer has a connection to a broker, 0 during an "
+            "outage.",
             registry=r,
         )
 

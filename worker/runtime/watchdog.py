@@ -37,8 +37,10 @@ class Watchdog(Periodic):
     * **deadline**: once a stop is requested the process exits at its deadline whatever is
       going on (``drain_timeout_s`` + :data:`EXIT_GRACE_S` after SIGTERM; :data:`EXIT_GRACE_S`
       after a stall): kafka-python calls can block without a timeout.
-    * **broker connectivity**: ``eurovoc_broker_connected``; an outage is logged once when it
-      starts and once when it ends (kafka-python's own repeated errors are silenced meanwhile).
+    * **broker connectivity**: ``eurovoc_broker_connected``, 1 while the consumer or the
+      producer has a connection to a broker (an idle consumer may reconnect long after the
+      producer did); an outage is logged once when it starts and once when it ends
+      (kafka-python's own repeated errors are silenced meanwhile).
 
     ``exit`` and ``clock`` are test seams (``os._exit``, ``time.monotonic``).
     """
@@ -53,11 +55,13 @@ class Watchdog(Periodic):
         progress: Progress,
         health: HealthState,
         metrics: WorkerMetrics,
+        producer=None,
         exit: Callable[[int], None] = os._exit,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._processor = processor
         self._consumer = consumer
+        self._producer = producer
         self._registry = registry
         self._stall_timeout_s = stall_timeout_s
         self._progress = progress
@@ -136,7 +140,8 @@ class Watchdog(Periodic):
     # -- connectivity ---------------------------------------------------------------------
 
     def _sample_connectivity(self, now: float) -> None:
-        connected = self._consumer.connected()
+        connected = self._consumer.connected() or (
+            self._producer is not None and self._producer.connected())
         self._metrics.broker_connected.set(1 if connected else 0)
         if connected:
             self._disconnected = 0

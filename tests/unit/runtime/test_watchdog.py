@@ -49,6 +49,14 @@ class Consumer:
         return self.io_alive
 
 
+class Producer:
+    def __init__(self) -> None:
+        self.up = True
+
+    def connected(self) -> bool:
+        return self.up
+
+
 class Rig:
     def __init__(self) -> None:
         self.clock = Clock()
@@ -58,11 +66,12 @@ class Rig:
         self.health = HealthState(stall_after_s=120, clock=self.clock)
         self.processor = Processor()
         self.consumer = Consumer()
+        self.producer = Producer()
         self.exits: list[int] = []
         self.watchdog = Watchdog(
             self.processor, self.consumer, self.registry, stall_timeout_s=120,
             progress=self.progress, health=self.health, metrics=self.metrics,
-            exit=self.exits.append, clock=self.clock,
+            producer=self.producer, exit=self.exits.append, clock=self.clock,
         )
 
     def tick(self, seconds: float) -> None:
@@ -131,18 +140,28 @@ def test_a_broker_outage_is_logged_once_when_it_starts_and_once_when_it_ends(rig
     gauge = rig.metrics.registry.get_sample_value
     rig.tick(0.5)
     assert gauge("eurovoc_broker_connected") == 1
-    rig.consumer.up = False
+    rig.consumer.up = rig.producer.up = False
     with caplog.at_level(logging.WARNING, logger="worker.runtime.watchdog"):
         for _ in range(40):  # 20 s of outage
             rig.tick(0.5)
         assert gauge("eurovoc_broker_connected") == 0
         assert kafka_log_throttle.quiet  # kafka-python's repeated errors are not shown meanwhile
-        rig.consumer.up = True
+        rig.producer.up = True  # the producer, with outputs to send, reconnects first
         rig.tick(0.5)
     events = [record.event for record in caplog.records]
     assert events == ["broker_unreachable", "broker_reachable"]
     assert caplog.records[-1].outage_seconds == pytest.approx(20.0)
     assert not kafka_log_throttle.quiet and gauge("eurovoc_broker_connected") == 1
+
+
+def test_no_outage_while_the_producer_is_connected_although_the_consumer_is_not(rig, caplog):
+    gauge = rig.metrics.registry.get_sample_value
+    rig.consumer.up = False
+    with caplog.at_level(logging.WARNING, logger="worker.runtime.watchdog"):
+        for _ in range(10):
+            rig.tick(0.5)
+    assert gauge("eurovoc_broker_connected") == 1
+    assert [record.event for record in caplog.records] == []
 
 
 def test_the_last_progress_gauge_starts_at_the_start_and_follows_progress():
