@@ -1,5 +1,5 @@
-"""The ``eurovoc-train`` subcommands besides ``train`` and ``predict`` (``eurovoc-worker classify``):
-evaluate, tune-thresholds, baseline, export-half, make-labels. Heavy modules are imported inside
+"""The ``eurovoc-train`` subcommands besides ``train`` and ``predict`` (``eurovoc-worker
+classify``): evaluate, tune-thresholds, baseline, export-half, make-labels. Heavy modules are imported inside
 each command. Evaluation and tuning score through the worker's engine with the engine settings
 given as the worker's flags (``--dtype``, ``--max-length``, ``--long-documents``...)."""
 

@@ -1,6 +1,6 @@
 """Score a checkpoint on labelled data through the worker's engine, in-process, with the worker's
-inference settings (``worker.inference.batch_scoring``): the quality measured is the quality the worker
-delivers with the same settings."""
+inference settings (``worker.inference.batch_scoring``): the quality measured is the quality the
+worker delivers with the same settings."""
 
 import logging
 from dataclasses import dataclass

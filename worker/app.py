@@ -1,31 +1,15 @@
 """The one place that composes a worker.
 
     settings → logs → metrics and health endpoints → checkpoint manifest, Kafka access and
-    topics checked → model loaded → clients → the chain of steps → the processor → watchdog,
-    topic watch and signals → run → exit code
-
-The chain (``worker.pipeline.steps.base``)::
-
-    StreamProcessor ─► DecodeStep ─► ClassifyStep ─► ProduceStep ─► CommitStep
-                           │ rejected       │ failed      ▲
-                           └────────► DeadLetterStep ─────┘
-
-With ``--delivery exactly-once`` one ``TransactionStep`` takes the place of ProduceStep and
-CommitStep (``worker.pipeline.steps.transaction``), the producer is transactional and the consumer reads
-read_committed.
+    topics checked → model loaded → clients → the chain of steps (``worker.pipeline.steps``)
+    → the processor → watchdog, topic watch and signals → run → exit code
+    (``worker.exit_codes``)
 
 Start-up order matters: the checkpoint's manifest, the Kafka credentials and the topics are
-checked before torch is imported and the model loads (a refused login, an untrusted certificate or
-a missing topic fails in seconds: ``worker.kafka.access``, ``worker.kafka.topics``), and the model is
-loaded (and warmed up) before the consumer joins its group, so no partition is assigned to a
-member that cannot process it yet.
-
-Exit codes: 0 stopped cleanly (SIGTERM/SIGINT, drained and committed); 1 fatal error (engine
-died, a delivery failed for good, Kafka unreachable, a topic deleted, the worker stalled, a
-shutdown past its deadline, the transactional producer fenced); 2 invalid configuration (a setting, the checkpoint, a missing topic,
-Kafka refusing the credentials or a broker certificate that is not trusted); 3 dead-letter limit
-tripped. A second SIGTERM/SIGINT exits at once with 128 + signal number (at-least-once still
-holds: unfinished work was never committed).
+checked before torch is imported and the model loads (a refused login, an untrusted certificate
+or a missing topic fails in seconds: ``worker.kafka.access``, ``worker.kafka.topics``), and the
+model is loaded (and warmed up) before the consumer joins its group, so no partition is assigned
+to a member that cannot process it yet.
 """
 
 import logging

@@ -19,6 +19,8 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
+    """A command's exit status; the table above says when each is used."""
+
     OK = 0
     FATAL = 1
     CONFIG = 2

@@ -20,7 +20,7 @@ from worker.pipeline.progress import Progress
 from worker.pipeline.steps.base import MessageRejected
 from worker.pipeline.steps.commit import CommitStep
 from worker.pipeline.steps.produce import DeliveryFailed, ProduceStep
-from worker.pipeline.work_items import Output, WorkItem, work_item
+from worker.pipeline.work_items import Output, Stage, WorkItem
 from worker.runtime.http_endpoints import HealthState
 from worker.runtime.metrics import WorkerMetrics
 
@@ -45,8 +45,8 @@ class Collect:
 
 
 def labelled(doc_id: str, offset: int) -> WorkItem:
-    item = work_item(InputDocument(id=doc_id, text="fish"),
-                     SourceRef(topic="in", partition=0, offset=offset))
+    item = WorkItem(SourceRef(topic="in", partition=0, offset=offset), time.monotonic(),
+                    document=InputDocument(id=doc_id, text="fish"), stage=Stage.TOKENIZE)
     item.labels = labels(item)
     return item
 

@@ -4,7 +4,7 @@
     eurovoc-worker classify ...     # files in, labels out (worker.commands.classify)
     eurovoc-worker produce ...      # documents from a file to a topic (worker.commands.produce)
     eurovoc-worker tail ...         # the label outputs of a topic (worker.commands.tail)
-    eurovoc-worker replay-dlq ...   # dead letters back to the input topic (worker.commands.replay_dlq)
+    eurovoc-worker replay-dlq ...   # dead letters back to the input topic
 """
 
 import argparse

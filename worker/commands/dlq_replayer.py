@@ -45,6 +45,8 @@ class ReplayError(RuntimeError):
 
 @dataclass
 class ReplayReport:
+    """What one replay run read, replayed and skipped (and why), printed as JSON at the end."""
+
     group_id: str
     dry_run: bool
     read: int = 0

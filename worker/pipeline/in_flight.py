@@ -10,6 +10,8 @@ from worker.runtime.metrics import WorkerMetrics
 
 
 class _Partition:
+    """One partition's items in offset order, what of them was acknowledged, and its offsets."""
+
     __slots__ = ("items", "acked", "watermark", "committed", "first_offset", "unacked")
 
     def __init__(self) -> None:

@@ -23,6 +23,8 @@ _FINISH_WAIT_S = 0.05
 
 
 class RebalanceKind(StrEnum):
+    """What kafka-python told the listener about some partitions."""
+
     ASSIGNED = "assigned"
     REVOKED = "revoked"
     LOST = "lost"
@@ -30,6 +32,8 @@ class RebalanceKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class RebalanceEvent:
+    """One listener callback, queued for the processor's thread."""
+
     kind: RebalanceKind
     partitions: frozenset[TopicPartition]
 

@@ -70,9 +70,3 @@ class WorkItem:
     def enter(self, stage: Stage | EngineStage) -> None:
         self.stage = Stage(stage)
         self.stage_since = time.monotonic()
-
-
-def work_item(document: InputDocument, source: SourceRef | None = None) -> WorkItem:
-    """A decoded ``WorkItem`` received now (files and tests)."""
-    return WorkItem(source=source, received_at=time.monotonic(), document=document,
-                    stage=Stage.TOKENIZE)

@@ -26,8 +26,8 @@ _OUTAGE_SAMPLES = 2  # consecutive disconnected samples that make an outage
 class Watchdog(Periodic):
     """A thread of its own that checks, every :data:`TICK_S`:
 
-    * **stall**: with work to do (documents in flight or held, consumer lag) and no progress (no
-      records fetched, no batch scored, no output or dead letter acknowledged, no commit) for
+    * **stall**: with work to do (documents in flight or in the backlog, consumer lag) and no
+      progress (no records fetched, no batch scored, no output or dead letter acknowledged, no commit) for
       ``stall_timeout_s``, or with a loop thread that has not completed an iteration for that
       long (a call into kafka-python that never returns): log a diagnosis (the oldest in-flight
       document's stage and age, whether kafka-python's IO thread is alive, the last progress of

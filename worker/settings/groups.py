@@ -1,7 +1,7 @@
 """The groups of the worker's settings (the engine's are ``worker.inference.engine_settings``).
 
-Each group is a frozen pydantic model; ``worker.settings.worker_settings.WorkerSettings`` nests them. Field names
-are unique across all groups, which is what keeps the flat names (``--max-in-flight``,
+Each group is a frozen pydantic model; ``worker.settings.worker_settings.WorkerSettings`` nests
+them. Field names are unique across all groups, which is what keeps the flat names (``--max-in-flight``,
 ``EUROVOC_MAX_IN_FLIGHT``, ``max_in_flight = 64`` in a file) working next to the grouped ones.
 """
 
@@ -22,7 +22,8 @@ def default_worker_id() -> str:
 
 
 class KafkaSettings(KafkaConnectionSettings):
-    """Brokers and security (``worker.settings.kafka_connection``, shared with replay-dlq) and topics."""
+    """Brokers and security (``worker.settings.kafka_connection``, shared with replay-dlq) and
+    topics."""
 
     model_config = _FROZEN
 

@@ -1,8 +1,8 @@
 """The worker's settings: one frozen model of nested groups, read once at start-up.
 
 Groups: ``kafka``, ``consumer``, ``producer``, ``dead_letters`` (``worker.settings.groups``),
-``engine`` (``worker.inference.engine_settings``) and ``operations``. Every setting has a unique name, so
-each can be given flat or grouped:
+``engine`` (``worker.inference.engine_settings``) and ``operations``. Every setting has a unique
+name, so each can be given flat or grouped:
 
 =================  ==========================================  ============================
 source             flat (today's names)                        grouped

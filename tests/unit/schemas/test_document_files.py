@@ -84,7 +84,7 @@ def test_a_bad_line_names_the_file_the_line_and_the_problem(line, problem):
 def test_a_bad_line_is_described_as_the_worker_describes_that_record(line):
     """One parser: a line's problem is the decode step's dead-letter reason for those bytes."""
     from schemas.document_files import DocumentLineError, parse_document_line
-    from worker.pipeline.steps.decoding import decode_value
+    from worker.pipeline.steps.decode import decode_value
 
     with pytest.raises(DocumentLineError) as caught:
         parse_document_line(line, "in.jsonl", 7)
@@ -95,7 +95,7 @@ def test_the_eurlex_id_is_read_from_files_only():
     """``celex_id`` is the files' format: a Kafka record needs the document's own ``id``."""
     from schemas.dead_letter import ErrorType
     from schemas.document_files import parse_document_line
-    from worker.pipeline.steps.decoding import decode_value
+    from worker.pipeline.steps.decode import decode_value
 
     line = b'{"celex_id": "32012R0001", "title": "T", "text": "t", "labels": [1]}'
     assert parse_document_line(line, "in.jsonl", 1).id == "32012R0001"

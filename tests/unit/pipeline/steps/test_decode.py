@@ -1,11 +1,12 @@
-"""Record bytes -> InputDocument or a rejection with its dead-letter reason (worker.pipeline.steps.decoding)."""
+"""Record bytes -> InputDocument or a rejection with its dead-letter reason (the decode step)."""
 
 import orjson
 import pytest
 
 from schemas.dead_letter import ErrorType
 from schemas.document import InputDocument
-from worker.pipeline.steps.decoding import Rejection, decode_value
+from worker.pipeline.steps.decode import decode_value
+from worker.pipeline.work_items import Rejection
 
 
 def test_a_good_document():
