@@ -45,6 +45,16 @@ def documents(count: int, prefix: str = "doc") -> list[tuple[bytes, bytes]]:
             for i in range(count)]
 
 
+_STARTUPS: list[float] = []  # seconds from spawn to model_loaded, of every worker this session
+STARTUP_FLOOR_S = 90.0  # a tiny model's start took up to ~58 s with five suites on two cores
+
+
+def startup_budget_s() -> float:
+    """How long a worker may take to load its model: three times the slowest start measured in
+    this session, and never less than :data:`STARTUP_FLOOR_S`."""
+    return max(STARTUP_FLOOR_S, 3 * max(_STARTUPS, default=0.0))
+
+
 class WorkerProcess:
     """One worker subprocess; stderr (JSON logs) is collected on a thread."""
 
@@ -81,8 +91,11 @@ class WorkerProcess:
         self.lines: list[str] = []
         self.proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
+        self.started_at = 0.0
+        self.loaded_at: float | None = None  # when the model_loaded event was read
 
     def start(self) -> WorkerProcess:
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
             self.args, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
@@ -93,6 +106,9 @@ class WorkerProcess:
 
     def _read(self) -> None:
         for line in self.proc.stdout:
+            if self.loaded_at is None and '"event":"model_loaded"' in line.replace(" ", ""):
+                self.loaded_at = time.monotonic()
+                _STARTUPS.append(self.loaded_at - self.started_at)
             self.lines.append(line.rstrip("\n"))
 
     def events(self, name: str | None = None) -> list[dict]:
@@ -103,15 +119,26 @@ class WorkerProcess:
         return "\n".join(self.lines)
 
     def wait_event(self, name: str, timeout_s: float) -> dict:
+        """The first ``name`` event, waited for up to ``timeout_s`` once the model is loaded: a
+        worker still loading its model (tens of seconds on a busy machine) gets the start-up
+        budget (:func:`startup_budget_s`, scaled to the slowest start measured) first."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while True:
             found = self.events(name)
             if found:
                 return found[0]
             if self.proc.poll() is not None:
                 break
+            if self.loaded_at is None:
+                limit = max(deadline, self.started_at + startup_budget_s())
+            else:
+                limit = max(deadline, self.loaded_at + timeout_s)
+            if time.monotonic() >= limit:
+                break
             time.sleep(0.1)
-        raise AssertionError(f"no {name!r} event within {timeout_s}s; log:\n{self.log_text()[-5000:]}")
+        state = "model not loaded" if self.loaded_at is None else "after the model loaded"
+        raise AssertionError(f"no {name!r} event within {timeout_s}s ({state}); log:\n"
+                             f"{self.log_text()[-5000:]}")
 
     def get(self, path: str) -> tuple[int, str]:
         """``(status, body)``; ``(0, "")`` while nothing listens yet."""
