@@ -18,6 +18,16 @@ DEAD_LETTER_SCHEMA_VERSION = 2
 REPLAY_COUNT_HEADER = "replay.count"
 
 
+def _cut_size(alias: str, description: str):
+    """An optional header: the original size of what a dead letter holds cut."""
+    return Field(default=None, alias=alias, ge=0, description=description)
+
+
+def _cut_hash(alias: str, description: str):
+    """An optional header: the SHA-256 (hex) of what a dead letter holds cut."""
+    return Field(default=None, alias=alias, pattern=r"^[0-9a-f]{64}$", description=description)
+
+
 class ErrorType(StrEnum):
     """Why a record was dead-lettered (the ``error.type`` header)."""
 
@@ -48,40 +58,25 @@ class DeadLetterHeaders(BaseModel):
     source_offset: int = Field(alias="source.offset", ge=0)
     worker_id: str = Field(alias="worker.id")
     failed_at: datetime = Field(alias="failed_at")
-    error_truncated_from: int | None = Field(
-        default=None,
-        alias="error.truncated_from",
-        ge=0,
-        description="Original value size when the value had to be cut to fit the dead-letter "
-        "topic; absent when the value is the original, unchanged.",
-    )
-    error_truncated_sha256: str | None = Field(
-        default=None,
-        alias="error.truncated_sha256",
-        pattern=r"^[0-9a-f]{64}$",
-        description="SHA-256 (hex) of the original value when it was cut; absent when the value "
-        "is the original.",
-    )
-    error_key_truncated_from: int | None = Field(
-        default=None,
-        alias="error.key_truncated_from",
-        ge=0,
-        description="Original key size when the key had to be cut (keys are kept to 16 KiB); "
-        "absent when the key is the original, unchanged.",
-    )
-    error_key_sha256: str | None = Field(
-        default=None,
-        alias="error.key_sha256",
-        pattern=r"^[0-9a-f]{64}$",
-        description="SHA-256 (hex) of the original key when it was cut; absent otherwise.",
-    )
-    error_message_truncated_from: int | None = Field(
-        default=None,
-        alias="error.message_truncated_from",
-        ge=0,
-        description="Original size in UTF-8 bytes of error.message when it was cut to keep the "
-        "headers within their bound (16 KiB); absent when the message is whole.",
-    )
+    error_truncated_from: int | None = _cut_size(
+        "error.truncated_from",
+        "Original value size when the value had to be cut to fit the dead-letter topic; absent "
+        "when the value is the original, unchanged.")
+    error_truncated_sha256: str | None = _cut_hash(
+        "error.truncated_sha256",
+        "SHA-256 (hex) of the original value when it was cut; absent when the value is the "
+        "original.")
+    error_key_truncated_from: int | None = _cut_size(
+        "error.key_truncated_from",
+        "Original key size when the key had to be cut (keys are kept to 16 KiB); absent when the "
+        "key is the original, unchanged.")
+    error_key_sha256: str | None = _cut_hash(
+        "error.key_sha256",
+        "SHA-256 (hex) of the original key when it was cut; absent otherwise.")
+    error_message_truncated_from: int | None = _cut_size(
+        "error.message_truncated_from",
+        "Original size in UTF-8 bytes of error.message when it was cut to keep the headers "
+        "within their bound (16 KiB); absent when the message is whole.")
     replay_count: int = Field(
         default=0,
         alias=REPLAY_COUNT_HEADER,
