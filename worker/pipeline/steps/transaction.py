@@ -162,8 +162,9 @@ class TransactionStep:
             begun = True
             futures = []
             for sending in batch:  # send() raises a record above max_request_size at once
-                futures.append(producer.send(sending[2].topic, value=sending[2].value,
-                                             key=sending[2].key, headers=sending[2].headers))
+                _, _, output = sending
+                futures.append(producer.send(output.topic, value=output.value, key=output.key,
+                                             headers=output.headers))
             producer.flush(timeout=timeout_s)
             sending = None
             failed = [(entry, future.exception) for entry, future in zip(batch, futures)
