@@ -1,4 +1,6 @@
-"""Dead-letter records: the original key and value bytes, unchanged, with reason headers.
+"""Dead-letter records: the original key and value bytes, unchanged, with reason headers (or,
+beyond the bounds below, as much of them as a dead letter holds, with headers saying what was cut,
+its original size and its SHA-256).
 
 The headers are versioned (``schema.version``): version 1 (no version header) had no
 ``replay.count``; version 2 adds it. ``replay.count`` is also the header that
@@ -14,6 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 DEAD_LETTER_SCHEMA_VERSION = 2
 REPLAY_COUNT_HEADER = "replay.count"
+
+
+def _cut_size(alias: str, description: str):
+    """An optional header: the original size of what a dead letter holds cut."""
+    return Field(default=None, alias=alias, ge=0, description=description)
+
+
+def _cut_hash(alias: str, description: str):
+    """An optional header: the SHA-256 (hex) of what a dead letter holds cut."""
+    return Field(default=None, alias=alias, pattern=r"^[0-9a-f]{64}$", description=description)
 
 
 class ErrorType(StrEnum):
@@ -46,13 +58,25 @@ class DeadLetterHeaders(BaseModel):
     source_offset: int = Field(alias="source.offset", ge=0)
     worker_id: str = Field(alias="worker.id")
     failed_at: datetime = Field(alias="failed_at")
-    error_truncated_from: int | None = Field(
-        default=None,
-        alias="error.truncated_from",
-        ge=0,
-        description="Original value size when the value had to be cut to fit the dead-letter "
-        "topic; absent when the value is the original, unchanged.",
-    )
+    error_truncated_from: int | None = _cut_size(
+        "error.truncated_from",
+        "Original value size when the value had to be cut to fit the dead-letter topic; absent "
+        "when the value is the original, unchanged.")
+    error_truncated_sha256: str | None = _cut_hash(
+        "error.truncated_sha256",
+        "SHA-256 (hex) of the original value when it was cut; absent when the value is the "
+        "original.")
+    error_key_truncated_from: int | None = _cut_size(
+        "error.key_truncated_from",
+        "Original key size when the key had to be cut (keys are kept to 16 KiB); absent when the "
+        "key is the original, unchanged.")
+    error_key_sha256: str | None = _cut_hash(
+        "error.key_sha256",
+        "SHA-256 (hex) of the original key when it was cut; absent otherwise.")
+    error_message_truncated_from: int | None = _cut_size(
+        "error.message_truncated_from",
+        "Original size in UTF-8 bytes of error.message when it was cut to keep the headers "
+        "within their bound (16 KiB); absent when the message is whole.")
     replay_count: int = Field(
         default=0,
         alias=REPLAY_COUNT_HEADER,
@@ -74,10 +98,30 @@ class DeadLetterHeaders(BaseModel):
         return cls.model_validate(values)
 
 
-def replay_count(headers: Iterable[tuple[str, bytes]] | None) -> int:
-    """The ``replay.count`` header of a record (0 when absent or not a count)."""
+MAX_KEY_BYTES = 16 * 1024
+"""A dead letter's key is cut to this (headers ``error.key_truncated_from``,
+``error.key_sha256``)."""
+MAX_HEADERS_BYTES = 16 * 1024
+"""A dead letter's header names and values together; ``error.message`` is cut to keep within it
+(header ``error.message_truncated_from``)."""
+_RECORD_OVERHEAD_BYTES = 1024
+"""Above the key, value and header bytes of a dead letter: its batch's header (61 bytes) and the
+varints of the record and of its (at most 14) headers."""
+
+
+def dead_letter_bytes(max_value_bytes: int) -> int:
+    """The most bytes a dead letter whose value is at most ``max_value_bytes`` takes, uncompressed,
+    as kafka-python's ``send()`` counts it against ``max_request_size`` and as the dead-letter
+    topic's ``max.message.bytes`` must hold it."""
+    return max_value_bytes + MAX_KEY_BYTES + MAX_HEADERS_BYTES + _RECORD_OVERHEAD_BYTES
+
+
+def replay_count(headers: Iterable[tuple[str, bytes | None]] | None) -> int:
+    """The ``replay.count`` header of a record (0 when absent, null or not a count)."""
     for name, value in headers or ():
         if name == REPLAY_COUNT_HEADER:
+            if not isinstance(value, bytes | bytearray):
+                return 0
             try:
                 return max(0, int(value.decode("ascii")))
             except (UnicodeDecodeError, ValueError):

@@ -21,12 +21,23 @@ from collections.abc import Callable
 from kafka.errors import KafkaError, KafkaTimeoutError
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 
+from schemas.dead_letter import dead_letter_bytes
 from schemas.manifest import read_manifest
 from worker.exit_codes import ExitCode
 from worker.inference.engine_settings import EngineSettings
 from worker.kafka.access import KafkaAccessDenied, KafkaUnreachable, connect_admin
-from worker.kafka.clients import build_consumer, build_producer
-from worker.kafka.topics import MissingTopics, TopicWatch, ensure_topics, worker_topics
+from worker.kafka.clients import (
+    build_consumer,
+    build_producer,
+    producer_max_request_size,
+)
+from worker.kafka.topics import (
+    MissingTopics,
+    TopicWatch,
+    ensure_topics,
+    topic_max_message_bytes,
+    worker_topics,
+)
 from worker.pipeline.dlq_policy import DlqPolicy
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.processor import Chain, Outcome, StreamProcessor
@@ -61,10 +72,35 @@ def check_checkpoint(settings: EngineSettings) -> None:
     settings.resolve_max_length(read_manifest(settings.model).max_length)
 
 
+class DeadLetterTopicTooSmall(RuntimeError):
+    """The dead-letter topic cannot hold the dead letter of an accepted document (exit 2)."""
+
+
+def dead_letter_record_limit(admin, settings: WorkerSettings) -> int:
+    """The largest dead letter the worker sends: the producer's ``max_request_size`` and the
+    dead-letter topic's ``max.message.bytes``, the smaller. Raises
+    :class:`DeadLetterTopicTooSmall` when the topic cannot hold the dead letter of the largest
+    accepted document (``max_message_bytes``) with its bounded key and headers whole."""
+    topic = settings.kafka.dlq_topic
+    topic_limit = topic_max_message_bytes(admin, topic)
+    needed = dead_letter_bytes(settings.consumer.max_message_bytes)
+    if topic_limit < needed:
+        raise DeadLetterTopicTooSmall(
+            f"dead-letter topic {topic} takes records of up to {topic_limit} bytes "
+            f"(max.message.bytes), but the dead letter of the largest accepted document "
+            f"(max_message_bytes={settings.consumer.max_message_bytes}) with its key and headers "
+            f"takes up to {needed}: raise the topic's max.message.bytes to at least {needed}, "
+            f"or lower max_message_bytes")
+    return min(topic_limit, producer_max_request_size(settings))
+
+
 def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
                     metrics: WorkerMetrics, health: HealthState,
-                    progress: Progress) -> StreamProcessor:
-    """The chain of steps around a started engine and the two Kafka clients."""
+                    progress: Progress, max_dead_letter_bytes: int | None = None
+                    ) -> StreamProcessor:
+    """The chain of steps around a started engine and the two Kafka clients; dead letters are
+    kept within ``max_dead_letter_bytes`` (:func:`dead_letter_record_limit`; None: the producer's
+    ``max_request_size``)."""
     wakeup = threading.Event()
     engine.on_results = wakeup.set
     registry = InFlightRegistry(metrics)
@@ -94,6 +130,7 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     dead_letters = DeadLetterStep(
         produce, policy, registry, topic=settings.kafka.dlq_topic,
         worker_id=settings.operations.worker_id, max_value_bytes=letters.dlq_max_value_bytes,
+        max_record_bytes=max_dead_letter_bytes or producer_max_request_size(settings),
     )
     classify = ClassifyStep(
         engine, produce, dead_letters, max_in_flight=settings.engine.max_in_flight,
@@ -172,7 +209,8 @@ def run_worker(
         try:
             admin = connect_admin(settings.kafka, ops.worker_id)
             ensure_topics(admin, settings)
-        except (KafkaAccessDenied, MissingTopics) as exc:
+            dead_letter_limit = dead_letter_record_limit(admin, settings)
+        except (KafkaAccessDenied, MissingTopics, DeadLetterTopicTooSmall) as exc:
             return _finish(Outcome(ExitCode.CONFIG, f"Kafka at {settings.kafka.bootstrap_servers}:"
                                    f" {exc}"))
         except (KafkaUnreachable, KafkaError) as exc:
@@ -199,7 +237,8 @@ def run_worker(
                                    f"{settings.kafka.bootstrap_servers}: {exc!r}"))
         processor = build_processor(settings, engine=engine, consumer=consumer,
                                     producer=producer, metrics=metrics, health=health,
-                                    progress=progress)
+                                    progress=progress,
+                                    max_dead_letter_bytes=dead_letter_limit)
         watchdog = Watchdog(processor, consumer, processor.registry,
                             stall_timeout_s=ops.stall_timeout_s, progress=progress,
                             health=health, metrics=metrics, producer=producer).start()

@@ -7,6 +7,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 
+from schemas.dead_letter import dead_letter_bytes
 from worker.kafka.workarounds import GroupConsumer, Producer
 from worker.settings.kafka_connection import KafkaConnectionSettings
 from worker.settings.worker_settings import WorkerSettings
@@ -89,6 +90,14 @@ their metadata fetched at start-up, so: the topic was deleted); never for a full
 ``ProduceStep``)."""
 
 
+def producer_max_request_size(worker: WorkerSettings) -> int:
+    """The producer's ``max_request_size``: what is configured, raised to hold the largest dead
+    letter (``dlq_max_value_bytes`` with the bounded key and headers); kafka-python's ``send()``
+    checks each record's uncompressed size against it."""
+    return max(worker.producer.max_request_size,
+               dead_letter_bytes(worker.dead_letters.dlq_max_value_bytes))
+
+
 def producer_config(worker: WorkerSettings) -> dict[str, Any]:
     config = security_config(worker.kafka, worker.operations.worker_id)
     settings = worker.producer
@@ -98,8 +107,7 @@ def producer_config(worker: WorkerSettings) -> dict[str, Any]:
         compression_type=None if settings.compression_type == "none" else settings.compression_type,
         linger_ms=settings.linger_ms,
         batch_size=settings.producer_batch_bytes,
-        max_request_size=max(settings.max_request_size,
-                             worker.dead_letters.dlq_max_value_bytes + 64 * 1024),
+        max_request_size=producer_max_request_size(worker),
         delivery_timeout_ms=settings.delivery_timeout_ms,
         max_in_flight_requests_per_connection=5,
         max_block_ms=MAX_BLOCK_MS,

@@ -9,7 +9,7 @@ Existence is asked with an admin metadata request, which never auto-creates a to
 import logging
 from collections.abc import Callable
 
-from kafka.admin import NewTopic
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.errors import (
     KafkaError,
     TopicAlreadyExistsError,
@@ -85,6 +85,33 @@ def ensure_topics(admin, settings: WorkerSettings) -> None:
             f"do{'' if len(missing) > 1 else 'es'} not exist: create "
             f"{'them' if len(missing) > 1 else 'it'}, or start with --create-topics"
         )
+
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+"""Kafka's default ``message.max.bytes`` (a topic's ``max.message.bytes`` when not set)."""
+_MAX_MESSAGE_BYTES = "max.message.bytes"
+
+
+def topic_max_message_bytes(admin, topic: str) -> int:
+    """The topic's ``max.message.bytes`` (DescribeConfigs): the largest record batch the broker
+    takes for it. When it cannot be read (DescribeConfigs denied: an ACL without
+    DESCRIBE_CONFIGS; an old broker), Kafka's default, logged as a warning."""
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, [_MAX_MESSAGE_BYTES])
+    try:
+        described = admin.describe_configs([resource], config_filter="all")
+    except KafkaError as exc:
+        reason = repr(exc)
+    else:
+        # kafka-python leaves a resource's error code unchecked: a denied one has no entries.
+        entry = described.get("topic", {}).get(topic, {}).get(_MAX_MESSAGE_BYTES, {})
+        value = str(entry.get("value"))
+        if value.isdigit():
+            return int(value)
+        reason = "not in the broker's answer (DescribeConfigs denied for the topic?)"
+    logger.warning("cannot read %s of topic %s: %s; assuming the broker default, %d bytes",
+                   _MAX_MESSAGE_BYTES, topic, reason, BROKER_DEFAULT_MAX_MESSAGE_BYTES,
+                   extra={"event": "topic_config_unknown", "topic": topic})
+    return BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
 
 class TopicWatch(Periodic):

@@ -34,7 +34,8 @@ class InFlightRegistry:
     records, not offset arithmetic (compacted topics and transaction markers leave gaps).
 
     Each record's outcome (produced, or dead-lettered with a reason) is counted here, once, when
-    it is acknowledged; a record of a revoked or lost partition is cancelled and never counted.
+    it is acknowledged (exactly-once: when its transaction commits); a record of a revoked or
+    lost partition is cancelled and never counted.
 
     Only the processor's thread uses the registry (the engine only reads ``WorkItem.cancelled``).
     """
@@ -65,10 +66,10 @@ class InFlightRegistry:
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def acknowledged(self, item: WorkItem, now: float, *, latency: bool = True) -> bool:
+    def acknowledged(self, item: WorkItem, now: float, *, count: bool = True) -> bool:
         """The broker acknowledged the item's output or dead letter (exactly-once: the
-        transaction step staged it): count its outcome once, and its end-to-end latency unless
-        ``latency`` is False (the transaction step observes it at the commit).
+        transaction step staged it): count its outcome once (:meth:`count_outcome`) unless
+        ``count`` is False (the transaction step counts it when its transaction commits).
 
         False (and nothing counted) for an item that was cancelled meanwhile.
         """
@@ -82,15 +83,19 @@ class InFlightRegistry:
         state.unacked -= 1
         self._count -= 1
         item.enter(Stage.COMMIT)
+        if count:
+            self.count_outcome(item, now)
+        item.value = item.labels = item.output = item.document = None  # no longer needed
+        return True
+
+    def count_outcome(self, item: WorkItem, now: float) -> None:
+        """Count the item as produced (with its end-to-end latency) or as dead-lettered."""
         metrics = self._metrics
         if item.rejection is None:
             metrics.produced.inc()
-            if latency:
-                metrics.end_to_end_seconds.observe(now - item.received_at)
+            metrics.end_to_end_seconds.observe(now - item.received_at)
         else:
             metrics.dead_lettered.labels(item.rejection.error_type.value).inc()
-        item.value = item.labels = item.output = item.document = None  # no longer needed
-        return True
 
     def abandon(self, item: WorkItem) -> None:
         """Leave ``item`` unfinished for good (the worker is stopping on the dead-letter limit):

@@ -115,9 +115,11 @@ class ConsumerSettings(BaseModel):
         "while stopping).",
     )
     max_message_bytes: int = Field(
-        default=MIB,
+        default=1_000_000,
         ge=16,
-        description="Largest input record value; bigger ones are dead-lettered as too_large.",
+        description="Largest input record value; bigger ones are dead-lettered as too_large. "
+        "At most dlq_max_value_bytes, and the dead-letter topic must hold it with a dead "
+        "letter's key and headers (checked at start-up).",
     )
 
     @model_validator(mode="after")
@@ -207,7 +209,9 @@ class DeadLetterSettings(BaseModel):
     dlq_max_value_bytes: int = Field(
         default=1_000_000,
         ge=1024,
-        description="Dead-letter values above this are cut to it (header error.truncated_from).",
+        description="Dead-letter values above this are cut to it (headers error.truncated_from, "
+        "error.truncated_sha256); at least max_message_bytes, so that an accepted document "
+        "is dead-lettered whole.",
     )
     dlq_max_consecutive: int = Field(
         default=100, ge=0, description="Stop (exit 3) after this many dead letters in a row; 0 "

@@ -84,6 +84,11 @@ class WorkerSettings(BaseSettings):
                 and self.producer.transaction_timeout_ms <= 2 * self.consumer.commit_interval_ms):
             raise ValueError(f"transaction_timeout_ms={self.producer.transaction_timeout_ms} must "
                              f"be above 2 x commit_interval_ms={self.consumer.commit_interval_ms}")
+        if self.dead_letters.dlq_max_value_bytes < self.consumer.max_message_bytes:
+            raise ValueError(
+                f"dlq_max_value_bytes={self.dead_letters.dlq_max_value_bytes} must not be below "
+                f"max_message_bytes={self.consumer.max_message_bytes}: an accepted document that "
+                "fails inference would be dead-lettered cut, and could not be replayed")
         return self
 
     @property

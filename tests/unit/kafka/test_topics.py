@@ -1,20 +1,28 @@
-"""Topics: the worker's start-up check, creating those missing, and the topic watch (a topic
+"""Topics: the worker's start-up checks (they exist; the dead-letter topic's max.message.bytes
+holds an accepted document's dead letter), creating those missing, and the topic watch (a topic
 deleted while running is reported once; an unreachable broker is not a deleted topic)."""
 
 import threading
 
 import pytest
+from kafka.admin import ConfigResourceType
 from kafka.errors import (
     KafkaConnectionError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
 
+from schemas.dead_letter import dead_letter_bytes
+from worker.app import DeadLetterTopicTooSmall, dead_letter_record_limit
 from worker.kafka.topics import (
+    BROKER_DEFAULT_MAX_MESSAGE_BYTES,
     MissingTopics,
     TopicWatch,
     create_missing_topics,
     ensure_topics,
+    topic_max_message_bytes,
 )
 from worker.settings.worker_settings import WorkerSettings
 
@@ -106,3 +114,53 @@ def test_nothing_is_reported_while_every_topic_exists():
     threading.Event().wait(0.2)
     watch.stop()
     assert admin.calls >= 3 and reported == []
+
+
+class _Configs:
+    """An admin client answering describe_configs as kafka-python 3.0 does (a denied resource:
+    no entries), or raising ``answer``."""
+
+    def __init__(self, answer) -> None:
+        self._answer = answer
+        self.asked: list = []
+
+    def describe_configs(self, resources, config_filter="modified"):
+        self.asked.append(([(r.resource_type, r.name, r.configs) for r in resources],
+                           config_filter))
+        if isinstance(self._answer, Exception):
+            raise self._answer
+        return {"topic": {resources[0].name: self._answer}}
+
+
+def test_a_topics_max_message_bytes_is_read_with_describe_configs():
+    admin = _Configs({"max.message.bytes": {"value": "2097152", "config_source": "TOPIC"}})
+    assert topic_max_message_bytes(admin, "dlq") == 2097152
+    assert admin.asked == [([(ConfigResourceType.TOPIC, "dlq", ["max.message.bytes"])], "all")]
+
+
+@pytest.mark.parametrize("answer", [{}, TopicAuthorizationFailedError(), KafkaTimeoutError()])
+def test_an_unreadable_topic_config_falls_back_to_the_broker_default_logged(answer, caplog):
+    assert topic_max_message_bytes(_Configs(answer), "dlq") == BROKER_DEFAULT_MAX_MESSAGE_BYTES
+    [warning] = [r for r in caplog.records if getattr(r, "event", None) == "topic_config_unknown"]
+    assert "dlq" in warning.getMessage() and "1048588" in warning.getMessage()
+
+
+def _limits(**values) -> WorkerSettings:
+    return WorkerSettings(kafka={"bootstrap_servers": "b:9092", "input_topic": "in",
+                                 "output_topic": "out", "dlq_topic": "dlq"},
+                          consumer={"group_id": "g", **values.pop("consumer", {})},
+                          engine={"model": "m"}, **values)
+
+
+def test_a_dead_letter_topic_too_small_for_an_accepted_document_stops_the_start():
+    small = _Configs({"max.message.bytes": {"value": "1000000"}})
+    with pytest.raises(DeadLetterTopicTooSmall, match=(
+            r"^dead-letter topic dlq takes records of up to 1000000 bytes \(max.message.bytes\)"
+            r".*max_message_bytes=1000000.*at least 1033792")):
+        dead_letter_record_limit(small, _limits())
+    # The defaults fit a topic of the broker's default size.
+    assert dead_letter_record_limit(_Configs({}), _limits()) == 1024 * 1024  # max_request_size
+    big = _Configs({"max.message.bytes": {"value": str(8 * 1024 * 1024)}})
+    assert dead_letter_record_limit(big, _limits(
+        consumer={"max_message_bytes": 4_000_000},
+        dead_letters={"dlq_max_value_bytes": 5_000_000})) == dead_letter_bytes(5_000_000)

@@ -6,8 +6,10 @@ import pytest
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from pydantic import ValidationError
 
+from schemas.dead_letter import dead_letter_bytes
 from worker.commands import cli
 from worker.kafka.clients import consumer_config, producer_config
+from worker.kafka.topics import BROKER_DEFAULT_MAX_MESSAGE_BYTES
 from worker.settings.worker_settings import (
     ConfigFileError,
     WorkerSettings,
@@ -41,7 +43,10 @@ def _clean_env(monkeypatch):
 def test_defaults():
     settings = load_settings(**REQUIRED)
     assert settings.consumer.assignment_strategy == "cooperative-sticky"
-    assert settings.consumer.max_message_bytes == 1024 * 1024
+    # An accepted document's dead letter fits a topic of Kafka's default max.message.bytes.
+    assert settings.consumer.max_message_bytes == settings.dead_letters.dlq_max_value_bytes
+    assert dead_letter_bytes(settings.consumer.max_message_bytes) <= (
+        BROKER_DEFAULT_MAX_MESSAGE_BYTES)
     letters = settings.dead_letters
     assert (letters.dlq_max_consecutive, letters.dlq_max_ratio, letters.dlq_ratio_window) == (
         100, 0.5, 1000)
@@ -141,7 +146,8 @@ def test_kafka_client_options():
     producer = producer_config(settings)
     assert producer["acks"] == "all" and producer["enable_idempotence"] is True
     assert producer["compression_type"] == "gzip"
-    assert producer["max_request_size"] > settings.dead_letters.dlq_max_value_bytes
+    assert producer["max_request_size"] >= dead_letter_bytes(
+        settings.dead_letters.dlq_max_value_bytes)
     assert consumer["allow_auto_create_topics"] is producer["allow_auto_create_topics"] is False
 
 
@@ -227,3 +233,20 @@ def test_ssl_alone_passes_tls_options_without_sasl(tmp_path):
 def test_a_missing_tls_file_names_the_setting(tmp_path, name):
     with pytest.raises(ValidationError, match=name):
         load_settings(**REQUIRED, security_protocol="SSL", **{name: tmp_path / "missing.pem"})
+
+
+def test_the_dead_letter_value_limit_is_never_below_the_largest_accepted_document():
+    with pytest.raises(ValueError, match=(
+            r"dlq_max_value_bytes=2000000 must not be below max_message_bytes=2097152")):
+        load_settings(**REQUIRED, max_message_bytes=2 * 1024 * 1024,
+                      dlq_max_value_bytes=2_000_000)
+    raised = load_settings(**REQUIRED, max_message_bytes=2 * 1024 * 1024,
+                           dlq_max_value_bytes=2 * 1024 * 1024)
+    # The producer can send the largest dead letter, key and headers included.
+    assert producer_config(raised)["max_request_size"] == dead_letter_bytes(2 * 1024 * 1024)
+
+
+def test_a_too_small_dead_letter_value_limit_is_a_usage_error_of_run(capsys):
+    assert cli.main(["run", *REQUIRED_FLAGS, "--dlq-max-value-bytes", "4096"]) == 2
+    err = capsys.readouterr().err
+    assert "dlq_max_value_bytes=4096" in err and "max_message_bytes=1000000" in err

@@ -1,20 +1,37 @@
 """Dead-letter step: a record that cannot be labelled becomes a dead letter for the produce step."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from schemas.dead_letter import DeadLetterHeaders, ErrorType, replay_count
+from kafka.record.default_records import DefaultRecordBatchBuilder
+
+from schemas.dead_letter import (
+    MAX_HEADERS_BYTES,
+    MAX_KEY_BYTES,
+    DeadLetterHeaders,
+    ErrorType,
+    replay_count,
+)
 from worker.pipeline.dlq_policy import DlqPolicy
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.steps.base import Step
 from worker.pipeline.work_items import Output, Stage, WorkItem
 
 
+def record_bytes(key: bytes | None, value: bytes | None,
+                 headers: list[tuple[str, bytes]]) -> int:
+    """The size kafka-python's ``send()`` checks against ``max_request_size`` (uncompressed:
+    the record alone in a batch)."""
+    return DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A dead-letter record: the original key and value bytes unchanged, plus the
-    ``DeadLetterHeaders`` (reason, source topic/partition/offset, worker, time, and how often the
-    record had already been replayed: the ``replay.count`` header of the input record)."""
+    """A dead-letter record: the original key and value bytes, or as much of them as a dead
+    letter holds (see :func:`build_dead_letter`), plus the ``DeadLetterHeaders`` (reason,
+    source topic/partition/offset, worker, time, what was cut, and how often the record had
+    already been replayed: the ``replay.count`` header of the input record)."""
 
     key: bytes | None
     value: bytes | None
@@ -33,33 +50,74 @@ def build_dead_letter(
     worker_id: str,
     max_value_bytes: int,
     replay_count: int = 0,
+    max_record_bytes: int | None = None,
 ) -> DeadLetter:
-    """The dead letter of the record at ``topic``/``partition``/``offset``. A value above
-    ``max_value_bytes`` (it could not be produced: the broker's message size limit) is cut to that
-    size and marked with the ``error.truncated_from`` header
-    (``DeadLetterHeaders.error_truncated_from``): the original length."""
-    truncated_from = None
-    if value is not None and len(value) > max_value_bytes:
-        truncated_from = len(value)
-        value = value[:max_value_bytes]
-    headers = DeadLetterHeaders(
-        error_type=error_type,
-        error_message=message,
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        worker_id=worker_id,
-        failed_at=datetime.now(UTC),
-        error_truncated_from=truncated_from,  # None: no header
-        replay_count=replay_count,
-    ).to_kafka_headers()
+    """The dead letter of the record at ``topic``/``partition``/``offset``, always sendable:
+
+    * a key above :data:`MAX_KEY_BYTES` is cut to it (headers ``error.key_truncated_from``: the
+      original size, ``error.key_sha256``: the original key's hash);
+    * a value above ``max_value_bytes`` is cut to it (``error.truncated_from``,
+      ``error.truncated_sha256``);
+    * the headers stay within :data:`MAX_HEADERS_BYTES` (``error.message`` is cut,
+      ``error.message_truncated_from``);
+    * the whole record stays within ``max_record_bytes`` (the producer's ``max_request_size``
+      and the dead-letter topic's ``max.message.bytes``, the smaller): the value is cut further
+      when it would not (the start-up check makes the limit hold any accepted document whole).
+    """
+    fields = {"error_type": error_type, "source_topic": topic, "source_partition": partition,
+              "source_offset": offset, "worker_id": worker_id, "replay_count": replay_count}
+    letter = _assemble(key, value, max_value_bytes, message, fields)
+    while max_record_bytes is not None and letter.value:
+        excess = record_bytes(letter.key, letter.value, letter.headers) - max_record_bytes
+        if excess <= 0:
+            break
+        # Each round cuts the value by what is too much (the cut's own headers may add some).
+        letter = _assemble(key, value, max(0, len(letter.value) - excess), message, fields)
+    return letter
+
+
+def _assemble(key: bytes | None, value: bytes | None, max_value_bytes: int, message: str,
+              fields: dict) -> DeadLetter:
+    """The dead letter with its value cut to ``max_value_bytes`` and its key and headers to
+    their bounds."""
+    key, key_from, key_sha256 = _cut(key, MAX_KEY_BYTES)
+    value, value_from, value_sha256 = _cut(value, max_value_bytes)
+    cuts = {"error_key_truncated_from": key_from, "error_key_sha256": key_sha256,
+            "error_truncated_from": value_from, "error_truncated_sha256": value_sha256}
+    raw = message.encode("utf-8", "backslashreplace")  # any str, lone surrogates included
+    headers = _headers(raw.decode("utf-8"), cuts, fields)
+    excess = _headers_bytes(headers) - MAX_HEADERS_BYTES
+    if excess > 0:
+        marker = len(DeadLetterHeaders.model_fields["error_message_truncated_from"].alias)
+        keep = max(0, len(raw) - excess - marker - len(str(len(raw))))
+        cuts["error_message_truncated_from"] = len(raw)
+        headers = _headers(raw[:keep].decode("utf-8", "ignore"), cuts, fields)
     if value is None and key is None:
         value = b""  # a record needs a key or a value
     return DeadLetter(key=key, value=value, headers=headers)
 
 
+def _cut(data: bytes | None, limit: int) -> tuple[bytes | None, int | None, str | None]:
+    """``data`` cut to ``limit`` bytes, with its original size and SHA-256 when it was cut."""
+    if data is None or len(data) <= limit:
+        return data, None, None
+    return data[:limit], len(data), hashlib.sha256(data).hexdigest()
+
+
+def _headers(message: str, cuts: dict, fields: dict) -> list[tuple[str, bytes]]:
+    return DeadLetterHeaders(error_message=message, failed_at=datetime.now(UTC), **cuts,
+                             **fields).to_kafka_headers()  # None: no header
+
+
+def _headers_bytes(headers: list[tuple[str, bytes]]) -> int:
+    return sum(len(name.encode("utf-8")) + len(value) for name, value in headers)
+
+
 class DeadLetterStep:
     """Turns each rejected item into its dead letter and hands it to the produce step.
+
+    Each dead letter is built to be sendable (:func:`build_dead_letter`): key, value and headers
+    cut to their bounds and the whole record to ``max_record_bytes``.
 
     Rejections come from the decode step (not UTF-8, not JSON, schema, empty, too large) and from
     the classify step (inference failed). A record that was replayed from the dead-letter topic
@@ -81,6 +139,7 @@ class DeadLetterStep:
         topic: str,
         worker_id: str,
         max_value_bytes: int,
+        max_record_bytes: int | None = None,
     ) -> None:
         self._produce = produce
         self._policy = policy
@@ -88,6 +147,7 @@ class DeadLetterStep:
         self._topic = topic
         self._worker_id = worker_id
         self._max_value_bytes = max_value_bytes
+        self._max_record_bytes = max_record_bytes
         self.limit_reached: str | None = None
 
     def submit(self, item: WorkItem) -> None:
@@ -104,6 +164,7 @@ class DeadLetterStep:
                 message=rejection.message, topic=source.topic, partition=source.partition,
                 offset=source.offset, worker_id=self._worker_id,
                 max_value_bytes=self._max_value_bytes, replay_count=replay_count(item.headers),
+                max_record_bytes=self._max_record_bytes,
             )
             item.output = Output(self._topic, letter.key, letter.value, letter.headers)
         item.enter(Stage.PRODUCE)

@@ -3,12 +3,19 @@
 import threading
 from collections import deque
 
-from kafka.errors import KafkaError
+from kafka.errors import (
+    AuthorizationError,
+    InvalidRecordError,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+)
 
 from schemas.codec import encode_message
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.steps.base import MessageRejected, Step, join_then_next
-from worker.pipeline.work_items import Output, WorkItem
+from worker.pipeline.work_items import Output, SourceRef, WorkItem
 
 
 def output_of(item: WorkItem, output_topic: str) -> Output:
@@ -21,7 +28,14 @@ def output_of(item: WorkItem, output_topic: str) -> Output:
 
 
 class DeliveryFailed(RuntimeError):
-    """An output or dead letter could not be delivered within the producer's delivery timeout."""
+    """An output or dead letter could not be delivered: the broker refused it for a reason no
+    retry fixes (:data:`REFUSALS`), or the producer's retries ran out (``delivery_timeout_ms``)."""
+
+
+REFUSALS = (AuthorizationError, MessageSizeTooLargeError, RecordListTooLargeError,
+            InvalidRecordError, InvalidTopicError)
+"""Errors no retry fixes (the topic's ACLs or limits, a record the broker will never take): the
+producer does not retry them, and neither does the worker."""
 
 
 class ProduceStep:
@@ -74,7 +88,8 @@ class ProduceStep:
         try:
             future = self._producer.send(output.topic, value=output.value, key=output.key,
                                          headers=output.headers)
-        except KafkaError as exc:  # no metadata within max_block_ms: e.g. the topic is gone
+        except KafkaError as exc:  # no metadata within max_block_ms (the topic is gone), or
+            # a record above max_request_size (kafka-python checks it inside send())
             raise DeliveryFailed(_failure(item, exc)) from exc
         self._pending_bytes += size
         self._unacknowledged += 1
@@ -115,8 +130,17 @@ class ProduceStep:
         self._next.close()
 
 
-def _failure(item: WorkItem, exc: BaseException) -> str:
-    source = item.source
+def delivery_failure(output: Output, source: SourceRef | None, exc: BaseException) -> str:
+    """What :class:`DeliveryFailed` says: the topic, the input record (partition and offset)
+    and the reason, and whether a retry could have fixed it."""
     where = f"{source.topic}/{source.partition}@{source.offset}" if source else "a document"
-    return (f"delivery to topic {item.output.topic} failed for good (the producer's own retries "
-            f"ran out within delivery_timeout_ms) for {where}: {exc!r}")
+    if isinstance(exc, REFUSALS):
+        why = ("refused by the broker for a reason no retry fixes (fix the topic's ACLs or "
+               "max.message.bytes; the record is read again after a restart)")
+    else:
+        why = "failed for good (the producer's own retries ran out within delivery_timeout_ms)"
+    return f"delivery to topic {output.topic} failed: {why}, for {where}: {exc!r}"
+
+
+def _failure(item: WorkItem, exc: BaseException) -> str:
+    return delivery_failure(item.output, item.source, exc)

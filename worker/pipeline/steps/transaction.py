@@ -15,7 +15,12 @@ from kafka.structs import MemberState, OffsetAndMetadata
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.steps.commit import commit_now_timeout
-from worker.pipeline.steps.produce import output_of
+from worker.pipeline.steps.produce import (
+    REFUSALS,
+    DeliveryFailed,
+    delivery_failure,
+    output_of,
+)
 from worker.pipeline.work_items import Output, WorkItem
 from worker.runtime.metrics import WorkerMetrics
 
@@ -38,8 +43,10 @@ class TransactionFenced(RuntimeError):
 class TransactionStep:
     """The last step of exactly-once, in the place of both the produce and the commit step.
 
-    ``submit`` stages an item's label message or dead letter (nothing is sent yet) and counts the
-    item as finished in the in-flight registry, which moves its partition's contiguous watermark.
+    ``submit`` stages an item's label message or dead letter (nothing is sent yet) and marks the
+    item finished in the in-flight registry, which moves its partition's contiguous watermark;
+    its outcome (``eurovoc_documents_produced`` or ``_dead_lettered``) and the acknowledgement
+    progress are counted when its transaction commits, so an aborted one is never progress.
     Every ``interval_s`` (``commit_interval_ms``) one Kafka transaction (KIP-98) carries, per
     partition, exactly the staged outputs *below* the watermark and the watermark itself as the
     group's offset (``send_offsets_to_transaction(offsets, consumer.group_metadata())``,
@@ -53,6 +60,11 @@ class TransactionStep:
       is sought back to where its uncommitted records begin and its in-flight work is dropped;
       the records are read and processed again (read_committed readers never see the aborted
       ones).
+    * A record the broker refuses for a reason no retry fixes (``produce.REFUSALS``: the
+      topic's ACLs, a size limit): processing it again would abort again, forever. The
+      transaction is aborted and rewound once, and :class:`~.produce.DeliveryFailed` (naming the
+      topic, the input record and the reason) is raised from ``poll``: exit 1; nothing more is
+      committed here.
     * Fenced (another producer took this ``transactional_id`` over) or any error the abort cannot
       recover from: :class:`TransactionFenced` is raised from ``poll``; the worker exits 1.
       Unless the id is this process's own (derived from ``worker_id``, no ``group_instance_id``):
@@ -98,16 +110,14 @@ class TransactionStep:
         self._clock = clock
         self._staged: dict[TopicPartition, list[Staged]] = {}
         self._next_commit = clock() + interval_s
-        self._fatal: str | None = None
+        self._fatal: TransactionFenced | DeliveryFailed | None = None
         self._rebalancing_since: float | None = None
 
     def submit(self, item: WorkItem) -> None:
         source, output = item.source, output_of(item, self._topic)
-        if self._registry.acknowledged(item, self._clock(), latency=False):
+        if self._registry.acknowledged(item, self._clock(), count=False):
             tp = TopicPartition(source.topic, source.partition)
             self._staged.setdefault(tp, []).append((source.offset, item, output))
-            if self._progress is not None:
-                self._progress.mark(Event.ACK)
 
     def poll(self) -> None:
         now = self._clock()
@@ -135,42 +145,51 @@ class TransactionStep:
         way out. False when it was aborted (or the producer is fenced)."""
         try:
             return self._commit(partitions, commit_now_timeout(self._timeout_s, timeout_s))
-        except TransactionFenced:
+        except (TransactionFenced, DeliveryFailed):
             return False  # logged where it was raised; poll() raises it again
 
     def _commit(self, partitions: Iterable[TopicPartition] | None, timeout_s: float) -> bool:
         if self._fatal is not None:
-            raise TransactionFenced(self._fatal)
+            raise self._fatal
         offsets = self._registry.committable(partitions)
         if not offsets:
             return True
         batch = self._take(offsets)
         started = self._clock()
-        producer, begun = self._producer, False
+        producer, begun, sending = self._producer, False, None
         try:
             producer.begin_transaction()
             begun = True
-            futures = [producer.send(output.topic, value=output.value, key=output.key,
-                                     headers=output.headers) for _, _, output in batch]
+            futures = []
+            for sending in batch:  # send() raises a record above max_request_size at once
+                _, _, output = sending
+                futures.append(producer.send(output.topic, value=output.value, key=output.key,
+                                             headers=output.headers))
             producer.flush(timeout=timeout_s)
-            for future in futures:
-                if future.failed():
-                    raise future.exception
+            sending = None
+            failed = [(entry, future.exception) for entry, future in zip(batch, futures)
+                      if future.failed()]
+            if failed:  # a refusal first: the records it aborted fail with it or after it
+                sending, error = next((entry_error for entry_error in failed
+                                       if isinstance(entry_error[1], REFUSALS)), failed[0])
+                raise error
             producer.send_offsets_to_transaction(
                 {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
                 self._consumer.group_metadata())
             producer.commit_transaction()
         except Exception as exc:  # noqa: BLE001 - every error inside a transaction aborts it
-            self._abort(offsets, exc, begun)
+            refused = sending if sending is not None and isinstance(exc, REFUSALS) else None
+            self._abort(offsets, exc, begun, refused)
             return False
         now = self._clock()
         self._registry.mark_committed(offsets)
-        for _, item, _ in batch:
-            if item.rejection is None:
-                self._metrics.end_to_end_seconds.observe(now - item.received_at)
+        for _, item, _ in batch:  # counted now, not when staged: an abort is no progress
+            self._registry.count_outcome(item, now)
         self._metrics.transactions.labels("committed").inc()
         self._metrics.transaction_seconds.observe(now - started)
         if self._progress is not None:
+            if batch:
+                self._progress.mark(Event.ACK)
             self._progress.mark(Event.COMMIT)
         return True
 
@@ -193,7 +212,7 @@ class TransactionStep:
         return batch
 
     def _abort(self, offsets: dict[TopicPartition, int], exc: BaseException,
-               begun: bool) -> None:
+               begun: bool, refused: Staged | None = None) -> None:
         self._metrics.transactions.labels("aborted").inc()
         if begun and not isinstance(exc, _FATAL):  # (begin_transaction fails in a fatal state)
             try:
@@ -202,13 +221,15 @@ class TransactionStep:
                 exc = abort_exc
             else:
                 self._rewind(offsets, exc)
+                if refused is not None:
+                    self._refused(refused, exc)
                 return
         if self._renew is not None and self._clock() - self._renewed_at > _RENEW_EVERY_S:
             self._renew_producer(offsets, exc)
             return
         fenced = isinstance(exc, (ProducerFencedError, InvalidProducerEpochError)) or (
             "Fenced" in str(exc))
-        self._fatal = (
+        message = (
             f"transactional producer {self._transactional_id!r} fenced: another producer with "
             f"this transactional_id took over (a newer instance of this worker), so this one is "
             f"a zombie; its open transaction is aborted and nothing more is committed here "
@@ -216,9 +237,19 @@ class TransactionStep:
             f"transactional producer {self._transactional_id!r} cannot go on: the broker "
             f"refused its transaction and it is in a fatal state (e.g. another producer with "
             f"this transactional_id fenced it); nothing more is committed here ({exc!r})")
-        logger.error("%s", self._fatal, extra={"event": "transaction_fenced" if fenced
-                                               else "transaction_fatal"})
-        raise TransactionFenced(self._fatal) from exc
+        self._fatal = TransactionFenced(message)
+        logger.error("%s", message, extra={"event": "transaction_fenced" if fenced
+                                           else "transaction_fatal"})
+        raise self._fatal from exc
+
+    def _refused(self, staged: Staged, exc: BaseException) -> None:
+        """The broker refused a record of the (now aborted and rewound) transaction for a reason
+        no retry fixes: aborting again and again would never get past it, so nothing more is
+        committed here and :class:`DeliveryFailed` stops the worker (exit 1)."""
+        _, item, output = staged
+        self._fatal = DeliveryFailed(delivery_failure(output, item.source, exc))
+        logger.error("%s", self._fatal, extra={"event": "delivery_refused", "topic": output.topic})
+        raise self._fatal from exc
 
     def _renew_producer(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:
         """This process's own transactional id was fenced by the broker, not by another
@@ -238,10 +269,10 @@ class TransactionStep:
         try:
             self._producer = self._renew()
         except Exception as renew_exc:  # noqa: BLE001
-            self._fatal = (f"transactional producer {self._transactional_id!r} could not be "
-                           f"renewed: {renew_exc!r}")
+            self._fatal = TransactionFenced(f"transactional producer {self._transactional_id!r} "
+                                            f"could not be renewed: {renew_exc!r}")
             logger.error("%s", self._fatal, extra={"event": "transaction_fatal"})
-            raise TransactionFenced(self._fatal) from renew_exc
+            raise self._fatal from renew_exc
         self._rewind(offsets, exc)
 
     def _rewind(self, offsets: dict[TopicPartition, int], exc: BaseException) -> None:

@@ -7,14 +7,17 @@ import threading
 import time
 
 import pytest
+from kafka.errors import MessageSizeTooLargeError, TopicAuthorizationFailedError
 from kafka.structs import MemberState
 
 from tests.fake_engine import FakeEngine
 from tests.fake_kafka import FakeTransactionalProducer
+from tests.unit.pipeline.steps.test_produce import refusing
 from tests.unit.pipeline.test_processor import P0, P1, TOPIC, doc, make
 from worker import app
 from worker.kafka.clients import consumer_config, producer_config
 from worker.pipeline.processor import ExitCode
+from worker.pipeline.progress import Event
 from worker.pipeline.steps import transaction as transaction_step
 from worker.runtime.watchdog import Watchdog
 from worker.settings.worker_settings import load_settings
@@ -183,3 +186,58 @@ def test_partitions_are_named_in_the_abort_log(caplog):
     rig.run()
     aborted = [r for r in caplog.records if getattr(r, "event", None) == "transaction_aborted"]
     assert aborted and f"{TOPIC}/0@0" in aborted[0].getMessage()
+
+
+@pytest.mark.parametrize("error", [TopicAuthorizationFailedError("dlq"),
+                                   MessageSizeTooLargeError("above max.message.bytes")])
+def test_a_record_the_broker_refuses_aborts_once_and_stops_the_worker_naming_it(error, caplog):
+    rig = make({0: [doc(0), b"not json", doc(2)]}, **EOS)
+    refusing(rig, "dlq", error)
+    outcome = rig.run(until=lambda consumer: consumer.polls > 200)
+    assert outcome.exit_code == ExitCode.FATAL
+    assert outcome.message.startswith(
+        "DeliveryFailed: delivery to topic dlq failed: refused by the broker for a reason no "
+        "retry fixes")
+    assert f"{TOPIC}/0@1" in outcome.message and type(error).__name__ in outcome.message
+    assert len(rig.producer.aborted) == 1 and rig.producer.transactions == []  # no abort loop
+    assert rig.metric("eurovoc_transactions_total", outcome="aborted") == 1
+    assert committed(rig) == {}
+    refused = [r.getMessage() for r in caplog.records
+               if getattr(r, "event", None) == "delivery_refused"]
+    assert refused == [outcome.message.removeprefix("DeliveryFailed: ")]
+
+
+def test_a_record_send_refuses_at_once_aborts_once_and_stops_the_worker():
+    # kafka-python's send() raises MessageSizeTooLargeError itself above max_request_size.
+    rig = make({0: [doc(0), b"not json"]}, **EOS)
+    send = rig.producer.send
+
+    def too_large(topic, value=None, key=None, headers=None):
+        if topic == "dlq":
+            raise MessageSizeTooLargeError("larger than max_request_size")
+        return send(topic, value=value, key=key, headers=headers)
+
+    rig.producer.send = too_large
+    outcome = rig.run(until=lambda consumer: consumer.polls > 200)
+    assert outcome.exit_code == ExitCode.FATAL and f"{TOPIC}/0@1" in outcome.message
+    assert "delivery to topic dlq failed: refused by the broker" in outcome.message
+    assert len(rig.producer.aborted) == 1 and committed(rig) == {}
+
+
+def test_outcomes_are_counted_when_their_transaction_commits():
+    rig = make({0: [doc(0), b"not json", doc(2)]}, producer={"fail_offsets_calls": {1}}, **EOS)
+    assert rig.run().exit_code == ExitCode.OK
+    assert len(rig.producer.aborted) == 1  # the first try, staged and aborted, counts nothing
+    assert rig.metric("eurovoc_documents_produced_total") == 2
+    assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_json") == 1
+    assert rig.metric("eurovoc_end_to_end_seconds_count") == 2
+
+
+def test_an_abort_loop_is_no_progress_to_the_metrics_or_the_watchdog():
+    rig = make({0: [doc(0), b"not json", doc(2)]},
+               producer={"fail_offsets_calls": set(range(1, 10_000))}, **EOS)
+    rig.run(until=lambda consumer: consumer.polls > 200)
+    assert len(rig.producer.aborted) >= 3 and rig.producer.transactions == []
+    assert rig.metric("eurovoc_documents_produced_total") == 0
+    assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_json") is None
+    assert Event.ACK not in rig.progress.last and Event.COMMIT not in rig.progress.last
