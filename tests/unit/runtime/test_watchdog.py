@@ -11,10 +11,10 @@ from worker.exit_codes import ExitCode
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.work_items import Stage, WorkItem
+from worker.runtime import watchdog as watchdog_module
 from worker.runtime.http_endpoints import HealthState
 from worker.runtime.logging_setup import kafka_log_throttle
 from worker.runtime.metrics import WorkerMetrics
-from worker.runtime import watchdog as watchdog_module
 from worker.runtime.watchdog import EXIT_GRACE_S, Watchdog
 
 
