@@ -13,8 +13,13 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.dead_letter import DeadLetterHeaders, ErrorType
+from worker.settings.groups import DeadLetterSettings, ProducerSettings
 from worker.settings.kafka_connection import KafkaConnectionSettings
 from worker.settings.worker_settings import ENV_PREFIX
+
+DEAD_LETTER_HEADROOM = 64 * 1024
+"""What a dead letter may carry beyond its value (its key and headers): the worker's producer
+allows it above ``dlq_max_value_bytes`` too (``worker.kafka.clients.producer_config``)."""
 
 # The error.type values as a Literal, so that --help lists the values, not the enum's names.
 ErrorTypeValue = Literal.__getitem__(tuple(error_type.value for error_type in ErrorType))
@@ -77,6 +82,19 @@ class ReplaySettings(KafkaConnectionSettings, BaseSettings):
     limit: int | None = Field(
         default=None, ge=1, description="Replay at most this many dead letters, then stop."
     )
+    dlq_max_value_bytes: int = Field(
+        default=DeadLetterSettings.model_fields["dlq_max_value_bytes"].default,
+        ge=1024,
+        description="The workers' dlq_max_value_bytes (the same EUROVOC_DLQ_MAX_VALUE_BYTES): "
+        "the replay's producer sends records of this size plus their key and headers.",
+    )
+    max_request_size: int = Field(
+        default=ProducerSettings.model_fields["max_request_size"].default,
+        ge=1024,
+        description="The workers' max_request_size (the same EUROVOC_MAX_REQUEST_SIZE): the "
+        "replay's producer sends records up to the larger of it and dlq_max_value_bytes plus "
+        "64 KiB, as the workers' producer does.",
+    )
     dry_run: bool = Field(
         default=False,
         description="Print what would be replayed (one JSON line per dead letter); send and "
@@ -102,6 +120,13 @@ class ReplaySettings(KafkaConnectionSettings, BaseSettings):
         if None not in (self.since, self.until) and self.since >= self.until:
             raise ValueError("since must be before until")
         return self
+
+    @property
+    def producer_max_request_size(self) -> int:
+        """The replay producer's ``max_request_size``: the largest dead letter a worker with the
+        same settings writes (a replayed record, its key and value and one header, is never
+        larger than its dead letter)."""
+        return max(self.max_request_size, self.dlq_max_value_bytes + DEAD_LETTER_HEADROOM)
 
     @property
     def group_id(self) -> str:
