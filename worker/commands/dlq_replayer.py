@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from schemas.dead_letter import REPLAY_COUNT_HEADER, DeadLetterHeaders
 from worker.kafka.clients import security_config
+from worker.runtime.periodic import call_within
 from worker.runtime.signals import StopSignals
 from worker.settings.replay import ReplaySettings, Skip
 
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 CLIENT_ID = "eurovoc-replay-dlq"
 _POLL_MS = 500
+_CLOSE_S = 10.0  # per client, on the way out
 _IDLE_GIVE_UP_S = 30.0  # positions below the snapshot but nothing comes: stop, do not spin
 
 
@@ -93,10 +95,10 @@ def replay(settings: ReplaySettings, out: TextIO,
                                      linger_ms=5, allow_auto_create_topics=False,
                                      max_request_size=settings.producer_max_request_size)
         _run(settings, consumer, producer, end, report, out, stop or StopSignals())
-    finally:
+    finally:  # bounded: kafka-python's close() joins its IO thread without a time-out
         if producer is not None:
-            producer.close(timeout=5)
-        consumer.close(autocommit=False)
+            call_within("replay producer close", lambda: producer.close(timeout=5), _CLOSE_S)
+        call_within("replay consumer close", lambda: consumer.close(autocommit=False), _CLOSE_S)
     return report
 
 
