@@ -68,8 +68,9 @@ CONNECTION_TIMEOUT_S = 10.0
 """The longest one connection may stay open, request and reply included (idle or not)."""
 MAX_CONNECTIONS = 32
 """Connections served at once (a thread each); more are answered 503 at once, without one."""
-_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-         b"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n")
+_BUSY_BODY = b"too many connections\n"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: "
+         + str(len(_BUSY_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + _BUSY_BODY)
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -82,11 +83,9 @@ class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
-                 timeout_s: float, max_connections: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 timeout_s: float, max_connections: int) -> None:
         self._timeout_s = timeout_s
         self._max_connections = max_connections
-        self._clock = clock
         self._lock = threading.Lock()
         self._deadlines: dict[socket.socket, float] = {}
         self._refusing = False
@@ -96,7 +95,7 @@ class _BoundedServer(ThreadingHTTPServer):
         with self._lock:
             full = len(self._deadlines) >= self._max_connections
             if not full:
-                self._deadlines[request] = self._clock() + self._timeout_s
+                self._deadlines[request] = time.monotonic() + self._timeout_s
         if full:
             self._refuse(request, client_address)
             return
@@ -127,7 +126,7 @@ class _BoundedServer(ThreadingHTTPServer):
     def service_actions(self) -> None:
         """Every round of the serving loop: shut down the connections that are due (their
         handler thread then reads the end of the stream, or fails its write, and ends)."""
-        now = self._clock()
+        now = time.monotonic()
         with self._lock:
             due = [request for request, deadline in self._deadlines.items() if deadline <= now]
             for request in due:
