@@ -9,6 +9,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import safetensors
 import safetensors.torch
@@ -64,11 +65,11 @@ def load_checkpoint(
     """Load a checkpoint for inference (``eval()`` mode, on ``device``).
 
     Only safetensors weights are accepted and no code from the checkpoint is ever executed.
-    The weights are exactly the bytes of the file the manifest names, read once: hashed
-    (``verify_weights``) and loaded from the same bytes into the model its ``config.json``
+    The weights are those of the file the manifest names, opened once: hashed
+    (``verify_weights``) and loaded from that open file into the model its ``config.json``
     describes, so another weights file in the directory (a ``model.safetensors`` beside the
-    manifest's file, a sharded index), or the file changed between the check and the load, is
-    never what runs; every parameter of the model must come from that file. ``dtype`` defaults
+    manifest's file, a sharded index), or a file put in its place after the check, is never
+    what runs; every parameter of the model must come from that file. ``dtype`` defaults
     to the dtype the weights were exported in; pass one to run in another.
     """
     path = Path(path)
@@ -76,18 +77,13 @@ def load_checkpoint(
     weights = path / manifest.weights_file
     if not weights.is_file() or weights.suffix != ".safetensors":
         raise CheckpointError(f"{weights} is missing or not a .safetensors file")
-    data = weights.read_bytes()
-    if verify_weights:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != manifest.weights_sha256:
-            raise CheckpointError(
-                f"{weights} sha256 {actual} does not match the manifest's {manifest.weights_sha256}"
-            )
-    try:
-        state_dict = safetensors.torch.load(data)
-    except safetensors.SafetensorError as exc:
-        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    del data
+    with weights.open("rb") as handle:  # hashed and loaded through one open file
+        if verify_weights:
+            actual = hashlib.file_digest(handle, "sha256").hexdigest()
+            if actual != manifest.weights_sha256:
+                raise CheckpointError(f"{weights} sha256 {actual} does not match the manifest's "
+                                      f"{manifest.weights_sha256}")
+        state_dict = _read_weights(weights, handle)
     target_dtype = dtype or _DTYPES[manifest.dtype]
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
     if not tokenizer.is_fast:
@@ -105,6 +101,17 @@ def load_checkpoint(
         extra={"path": str(path), "model": manifest.name, "version": manifest.version},
     )
     return Checkpoint(path=path, manifest=manifest, tokenizer=tokenizer, model=model)
+
+
+def _read_weights(weights: Path, handle: BinaryIO) -> dict[str, torch.Tensor]:
+    """The tensors of the open file ``handle`` (memory-mapped, as ``from_pretrained`` maps
+    them: no copy of the file in memory). Through ``/proc/self/fd`` where there is one: the
+    file that was opened and hashed even if ``weights`` was renamed or replaced meanwhile."""
+    opened = Path(f"/proc/self/fd/{handle.fileno()}")
+    try:
+        return safetensors.torch.load_file(opened if opened.exists() else weights)
+    except safetensors.SafetensorError as exc:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {exc}") from exc
 
 
 def _model_from(weights: Path, config: PretrainedConfig, state_dict: dict[str, torch.Tensor],

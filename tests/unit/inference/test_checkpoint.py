@@ -2,6 +2,7 @@
 code from the checkpoint ever runs."""
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from safetensors.torch import load_file, save_file
 
 from schemas.manifest import MANIFEST_FILENAME, read_manifest
 from tests.tiny_checkpoint import make_tiny_checkpoint
+from worker.inference import checkpoint as checkpoint_module
 from worker.inference.checkpoint import CheckpointError, load_checkpoint, sha256_file
 
 
@@ -116,3 +118,23 @@ def test_a_weights_file_that_is_not_safetensors_inside_is_refused(checkpoint):
     _rewrite_manifest(checkpoint, weights_sha256=sha256_file(checkpoint / "model.safetensors"))
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         load_checkpoint(checkpoint)
+
+
+def test_a_weights_file_replaced_after_the_check_is_not_what_runs(checkpoint, monkeypatch):
+    """Another file renamed over the checked one between the hash and the load: the open,
+    hashed file is what is loaded (through /proc/self/fd)."""
+    other = checkpoint.parent / "other"
+    make_tiny_checkpoint(other, max_length=32, seed=1)
+    expected = load_file(checkpoint / "model.safetensors")
+    real_digest = checkpoint_module.hashlib.file_digest
+
+    def digest_then_replace(handle, algorithm):
+        digest = real_digest(handle, algorithm)
+        os.replace(other / "model.safetensors", checkpoint / "model.safetensors")
+        return digest
+
+    monkeypatch.setattr(checkpoint_module.hashlib, "file_digest", digest_then_replace)
+    loaded = load_checkpoint(checkpoint).model.state_dict()
+    assert torch.equal(loaded["classifier.weight"], expected["classifier.weight"])
+    replaced = load_file(checkpoint / "model.safetensors")
+    assert not torch.equal(loaded["classifier.weight"], replaced["classifier.weight"])
