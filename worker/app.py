@@ -51,11 +51,15 @@ from worker.pipeline.steps.transaction import TransactionStep
 from worker.runtime.http_endpoints import HealthServer, HealthState
 from worker.runtime.logging_setup import setup_logging
 from worker.runtime.metrics import WorkerMetrics
+from worker.runtime.periodic import call_within
 from worker.runtime.signals import StopSignals
 from worker.runtime.watchdog import EXIT_GRACE_S, Watchdog
 from worker.settings.worker_settings import WorkerSettings
 
 logger = logging.getLogger(__name__)
+
+_CLOSE_S = 2.0
+"""The most each closing step of the way out may take (they run one after the other)."""
 
 EngineFactory = Callable[[EngineSettings, WorkerMetrics], object]
 
@@ -255,20 +259,19 @@ def run_worker(
             outcome = processor.run()
         return _finish(outcome)
     finally:
-        # Short timeouts (exit within drain_timeout_s + 5 s): everything committed was
-        # acknowledged; what the producer still holds is uncommitted and read again later.
+        # Each step bounded (the threads' stops wait <= 1 s each; the rest run on a thread of
+        # their own, left behind at their deadline: kafka-python's close() joins its IO thread
+        # without a time-out): everything committed was acknowledged; what the producer still
+        # holds is uncommitted and read again later.
         for closing in (topic_watch, watchdog):
             if closing is not None:
                 closing.stop()
-        for name, close in (("producer", producer and (lambda: producer.close(timeout=0.5))),
-                            ("engine", engine and (lambda: engine.stop(timeout=0.5))),
-                            ("admin client", admin and admin.close),
-                            ("metrics server", server and server.stop)):
+        for name, close in (("producer close", producer and (lambda: producer.close(timeout=0.5))),
+                            ("engine stop", engine and (lambda: engine.stop(timeout=0.5))),
+                            ("admin client close", admin and admin.close),
+                            ("metrics server stop", server and server.stop)):
             if close:
-                try:
-                    close()
-                except Exception:  # noqa: BLE001 - closing on the way out
-                    logger.warning("%s close failed", name, exc_info=True)
+                call_within(name, close, _CLOSE_S)
 
 
 def _finish(outcome: Outcome) -> int:

@@ -143,3 +143,57 @@ def test_a_record_that_keeps_failing_stops_after_max_replays(kafka_bootstrap, ti
     finally:
         dead.close()
         assert worker.stop() == 0
+
+
+def test_the_dead_letters_of_an_aborted_transaction_are_not_replayed(kafka_bootstrap):
+    """An exactly-once worker's aborted transaction leaves its dead-letter copies in the log;
+    replayed beside the committed ones they would be duplicates downstream."""
+    from kafka import KafkaProducer
+
+    name = f"replay-txn-{uuid.uuid4().hex}"
+    create_topic(kafka_bootstrap, name, 1)
+    create_topic(kafka_bootstrap, f"{name}.dlq", 1)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"t-{name}")
+    try:
+        producer.init_transactions()
+        for key, commit in (("aborted", False), ("committed", True), ("aborted-again", False)):
+            letter = dead_letter(key, ErrorType.INFERENCE, topic=name, offset=len(key))
+            producer.begin_transaction()
+            producer.send(f"{name}.dlq", key=letter.key, value=letter.value,
+                          headers=letter.headers)
+            producer.flush()
+            (producer.commit_transaction if commit else producer.abort_transaction)()
+    finally:
+        producer.close()
+    # the aborted copies are in the log: a read_uncommitted reader gets them
+    in_log = consume_all(kafka_bootstrap, f"{name}.dlq", 3)
+    assert sorted(record.key for record in in_log) == [b"aborted", b"aborted-again", b"committed"]
+    code, [summary], stderr = replay_dlq(kafka_bootstrap, name)
+    assert code == 0, stderr
+    summary = summary["summary"]
+    assert (summary["read"], summary["replayed"], summary["complete"]) == (1, 1, True)
+    [replayed] = consume_all(kafka_bootstrap, name, 1)
+    assert replayed.key == b"committed" and end_offsets(kafka_bootstrap, name) == {0: 1}
+
+
+def test_the_largest_dead_letter_a_worker_writes_is_replayed(kafka_bootstrap):
+    """dlq_max_value_bytes above kafka-python's default max_request_size (1 MiB): the replay's
+    producer, set from the workers' settings, sends a dead letter of that size."""
+    from kafka import KafkaProducer
+
+    limit = 1_500_000
+    name = f"replay-big-{uuid.uuid4().hex}"
+    for topic in (name, f"{name}.dlq"):
+        create_topic(kafka_bootstrap, topic, 1, configs={"max.message.bytes": str(2 * limit)})
+    letter = dead_letter("big", ErrorType.INFERENCE, topic=name, offset=1, value=b"x" * limit,
+                         max_value_bytes=limit)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_request_size=2 * limit)
+    producer.send(f"{name}.dlq", key=letter.key, value=letter.value, headers=letter.headers)
+    producer.flush()
+    producer.close()
+    code, [summary], stderr = replay_dlq(kafka_bootstrap, name, "--dlq-max-value-bytes",
+                                         str(limit))
+    assert code == 0, stderr
+    assert summary["summary"]["replayed"] == 1
+    [replayed] = consume_all(kafka_bootstrap, name, 1)
+    assert (replayed.key, len(replayed.value)) == (b"big", limit)

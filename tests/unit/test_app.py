@@ -5,6 +5,7 @@ import io
 import logging
 import os
 import signal
+import threading
 import time
 
 import orjson
@@ -141,3 +142,40 @@ def test_registering_gives_up_after_the_request_timeout_and_closes_the_producer(
         app.transactional_producer(_exactly_once_settings())
     assert 1.0 <= time.monotonic() - started < 3.0
     assert producer.closed and 4 <= producer.attempts <= 8
+
+
+class _HangingAdmin:
+    """An admin client whose close() never returns (kafka-python's joins its IO thread)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.close_called = threading.Event()
+
+    def close(self) -> None:
+        self.close_called.set()
+        self.release.wait(10)  # "never" (so the old, unbounded close fails the test)
+
+
+def test_a_close_that_hangs_on_the_way_out_does_not_keep_the_worker_from_exiting(
+        monkeypatch, caplog):
+    admin = _HangingAdmin()
+    monkeypatch.setattr(app, "connect_admin", lambda connection, client_id: admin)
+    monkeypatch.setattr(app, "ensure_topics", lambda admin, settings: None)
+    monkeypatch.setattr(app, "topic_max_message_bytes", lambda admin, topic: 10_000_000)
+
+    def refused_engine(settings, metrics):
+        raise ValueError("no such checkpoint")
+
+    settings = WorkerSettings(**REQUIRED, metrics_host="127.0.0.1", metrics_port=0)
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="worker.runtime.periodic"):
+            code = app.run_worker(settings, engine_factory=refused_engine,
+                                  configure_logging=False)
+        took = time.monotonic() - started
+    finally:
+        admin.release.set()
+    assert code == 2 and admin.close_called.is_set()
+    assert app._CLOSE_S <= took < app._CLOSE_S + 1.5  # noqa: SLF001 - the bound it waits
+    [timed_out] = [r for r in caplog.records if r.event == "close_timeout"]
+    assert timed_out.step == "admin client close"

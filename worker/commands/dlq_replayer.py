@@ -12,6 +12,9 @@
   acknowledged the batch's records (idempotent producer, acks=all): an interrupted replay resumes
   where it stopped. A crash between the acknowledgement and the commit republishes at most that
   batch (at-least-once, like the worker).
+* It reads committed records only (``read_committed``): the dead letters of an exactly-once
+  worker's aborted transactions are never replayed. Its producer sends the largest dead letter
+  a worker with the same ``max_request_size`` and ``dlq_max_value_bytes`` writes.
 * ``dry_run`` prints one JSON line per dead letter with what would happen, and sends and commits
   nothing.
 """
@@ -24,11 +27,13 @@ from typing import TextIO
 
 import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import MessageSizeTooLargeError
 from kafka.structs import OffsetAndMetadata
 from pydantic import ValidationError
 
 from schemas.dead_letter import REPLAY_COUNT_HEADER, DeadLetterHeaders
 from worker.kafka.clients import security_config
+from worker.runtime.periodic import call_within
 from worker.runtime.signals import StopSignals
 from worker.settings.replay import ReplaySettings, Skip
 
@@ -36,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 CLIENT_ID = "eurovoc-replay-dlq"
 _POLL_MS = 500
+_CLOSE_S = 10.0  # per client, on the way out
 _IDLE_GIVE_UP_S = 30.0  # positions below the snapshot but nothing comes: stop, do not spin
 
 
@@ -71,6 +77,10 @@ def replay(settings: ReplaySettings, out: TextIO,
     consumer = KafkaConsumer(
         **connection, group_id=report.group_id, enable_auto_commit=False,
         auto_offset_reset="earliest", allow_auto_create_topics=False, max_poll_records=500,
+        # An exactly-once worker's aborted transactions leave their dead letters in the log:
+        # replayed, they would be duplicates of the committed ones. The end offsets are the
+        # last stable offsets then: a transaction still open is left to the next run.
+        isolation_level="read_committed",
     )
     producer = None
     try:
@@ -82,12 +92,13 @@ def replay(settings: ReplaySettings, out: TextIO,
         end = consumer.end_offsets(assigned)
         if not settings.dry_run:
             producer = KafkaProducer(**connection, acks="all", enable_idempotence=True,
-                                     linger_ms=5, allow_auto_create_topics=False)
+                                     linger_ms=5, allow_auto_create_topics=False,
+                                     max_request_size=settings.producer_max_request_size)
         _run(settings, consumer, producer, end, report, out, stop or StopSignals())
-    finally:
+    finally:  # bounded: kafka-python's close() joins its IO thread without a time-out
         if producer is not None:
-            producer.close(timeout=5)
-        consumer.close(autocommit=False)
+            call_within("replay producer close", lambda: producer.close(timeout=5), _CLOSE_S)
+        call_within("replay consumer close", lambda: consumer.close(autocommit=False), _CLOSE_S)
     return report
 
 
@@ -141,8 +152,16 @@ def _handle(settings, record, producer, report, out):
     if reason is not None:
         return None
     replayed = str(headers.replay_count + 1).encode()
-    return producer.send(settings.input_topic, key=record.key, value=record.value,
-                         headers=[(REPLAY_COUNT_HEADER, replayed)])
+    try:
+        return producer.send(settings.input_topic, key=record.key, value=record.value,
+                             headers=[(REPLAY_COUNT_HEADER, replayed)])
+    except MessageSizeTooLargeError as exc:
+        raise ReplayError(
+            f"the dead letter at {record.topic}/{record.partition}@{record.offset} is larger than "
+            f"the replay can send ({settings.producer_max_request_size} bytes, from "
+            "max_request_size and dlq_max_value_bytes: set them as the workers that wrote it "
+            "had them); this batch was not committed and is sent again by the next run"
+        ) from exc
 
 
 def _describe(record, headers: DeadLetterHeaders | None, reason: Skip | None) -> dict:

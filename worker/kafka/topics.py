@@ -120,7 +120,8 @@ class TopicWatch(Periodic):
 
     Every ``interval_s``, on a thread of its own (an admin request may wait long for an
     unreachable broker): calls ``on_missing(topics)`` once some topic no longer exists, and
-    ends. An unreachable broker is not a deleted topic (the watchdog reports outages)."""
+    ends. An unreachable broker is not a deleted topic (the watchdog reports outages); anything
+    else a round raises is logged and the watch goes on (``Periodic``)."""
 
     def __init__(self, admin, topics: list[str], on_missing: Callable[[list[str]], None],
                  interval_s: float = 30.0) -> None:

@@ -1,7 +1,9 @@
 """HTTP endpoints on their own thread: ``/metrics``, ``/healthz``, ``/readyz``; and the wait of a
 tool that starts workers for their ``/readyz``."""
 
+import contextlib
 import logging
+import socket
 import subprocess
 import threading
 import time
@@ -62,16 +64,99 @@ class HealthState:
         return True, "ok"
 
 
+CONNECTION_TIMEOUT_S = 10.0
+"""The longest one connection may stay open, request and reply included (idle or not)."""
+MAX_CONNECTIONS = 32
+"""Connections served at once (a thread each); more are answered 503 at once, without one."""
+_BUSY_BODY = b"too many connections\n"
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: "
+         + str(len(_BUSY_BODY)).encode() + b"\r\nConnection: close\r\n\r\n" + _BUSY_BODY)
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A threading HTTP server whose connections each end by a deadline (the serving thread
+    shuts a connection down once it is due, so a client that sends nothing, or one byte at a
+    time, holds a thread and a file descriptor for at most ``timeout_s``) and of which at most
+    ``max_connections`` are served at once: one beyond is answered 503 by the serving thread
+    and closed, no thread started for it."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *,
+                 timeout_s: float, max_connections: int) -> None:
+        self._timeout_s = timeout_s
+        self._max_connections = max_connections
+        self._lock = threading.Lock()
+        self._deadlines: dict[socket.socket, float] = {}
+        self._refusing = False
+        super().__init__(address, handler)
+
+    def process_request(self, request: socket.socket, client_address) -> None:
+        with self._lock:
+            full = len(self._deadlines) >= self._max_connections
+            if not full:
+                self._deadlines[request] = time.monotonic() + self._timeout_s
+        if full:
+            self._refuse(request, client_address)
+            return
+        self._refusing = False
+        super().process_request(request, client_address)
+
+    def _refuse(self, request: socket.socket, client_address) -> None:
+        if not self._refusing:
+            self._refusing = True
+            logger.warning("HTTP endpoint: %d connections open; refusing more (503) until one "
+                           "ends (each ends within %.0fs)", self._max_connections,
+                           self._timeout_s, extra={"event": "http_connections_refused",
+                                                   "client": client_address[0]})
+        try:
+            request.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                request.recv(65536)  # what the request sent so far: closing then sends no RST
+            request.send(_BUSY)
+        except OSError:
+            pass  # the client went away meanwhile
+        self.shutdown_request(request)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._lock:
+            self._deadlines.pop(request, None)
+        super().shutdown_request(request)
+
+    def service_actions(self) -> None:
+        """Every round of the serving loop: shut down the connections that are due (their
+        handler thread then reads the end of the stream, or fails its write, and ends)."""
+        now = time.monotonic()
+        with self._lock:
+            due = [request for request, deadline in self._deadlines.items() if deadline <= now]
+            for request in due:
+                self._deadlines[request] = float("inf")  # shut down once
+        for request in due:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request, client_address) -> None:
+        logger.debug("HTTP connection from %s ended with an error", client_address[0],
+                     exc_info=True)
+
+
 class HealthServer:
     """Serves, on a daemon thread of its own, ``/metrics`` (the Prometheus text format of
     ``registry``), ``/healthz`` and ``/readyz`` (200 or 503 with the reason: ``HealthState``);
-    port 0 picks a free port (``port`` tells which)."""
+    port 0 picks a free port (``port`` tells which). Each connection is closed after
+    ``timeout_s`` whatever it is doing, and at most ``max_connections`` are served at once
+    (more get a 503 without a thread: ``_BoundedServer``)."""
 
-    def __init__(self, host: str, port: int, registry: CollectorRegistry, state: HealthState):
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, state: HealthState,
+                 *, timeout_s: float = CONNECTION_TIMEOUT_S,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
         server_state = state
 
         class Handler(BaseHTTPRequestHandler):
-            """One GET of an endpoint; no access log."""
+            """One GET of an endpoint (HTTP/1.0: one request per connection); no access log;
+            each read and write of the connection times out after ``timeout_s``."""
+
+            timeout = timeout_s
 
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = self.path.split("?", 1)[0]
@@ -97,8 +182,8 @@ class HealthServer:
             def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet
                 pass
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer((host, port), Handler, timeout_s=timeout_s,
+                                      max_connections=max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
             name="eurovoc-http", daemon=True,
@@ -113,7 +198,8 @@ class HealthServer:
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever: forever if not started
+            self._server.shutdown()
         self._server.server_close()
 
 

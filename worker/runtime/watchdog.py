@@ -34,9 +34,11 @@ class Watchdog(Periodic):
       each kind), turn ``/healthz`` to 503 and stop the worker with exit code 1, so that the
       orchestrator restarts it and its partitions move. This covers a wedged forward pass, a
       lost completion and a consumer that joined and then never fetched again.
-    * **deadline**: once a stop is requested the process exits at its deadline whatever is
-      going on (``drain_timeout_s`` + :data:`EXIT_GRACE_S` after SIGTERM; :data:`EXIT_GRACE_S`
-      after a stall): kafka-python calls can block without a timeout.
+    * **deadline**: once a stop is requested, or the worker is stopping for any reason, the
+      process exits at its deadline whatever is going on (``drain_timeout_s`` +
+      :data:`EXIT_GRACE_S` after the stop was requested; :data:`EXIT_GRACE_S` after a stall or
+      an error in the loop): kafka-python calls (``consumer.close()`` among them) can block
+      without a timeout.
     * **broker connectivity**: ``eurovoc_broker_connected``, 1 while the consumer or the
       producer has a connection to a broker (an idle consumer may reconnect long after the
       producer did); an outage is logged once when it starts and once when it ends
@@ -81,10 +83,7 @@ class Watchdog(Periodic):
             self._deadline = (deadline, exit_code, why)
 
     def tick(self) -> None:
-        try:
-            self.check(self._clock())
-        except Exception:  # noqa: BLE001 - the watchdog must outlive what it watches
-            logger.exception("watchdog check failed")
+        self.check(self._clock())  # what it raises is logged and the thread goes on (Periodic)
 
     def check(self, now: float) -> None:
         """One round of checks (the thread calls it; tests call it with their own clock)."""
@@ -95,11 +94,22 @@ class Watchdog(Periodic):
             logging.shutdown()
             self._exit(exit_code)
             return
+        if self._health.stopping and self._deadline is None:
+            self._arm_stop_deadline(now)
         self._sample_connectivity(now)
         if self._health.failure is None and not self._health.stopping:  # stopping: deadline
             problem = self._stalled(now)
             if problem is not None:
                 self._on_stall(problem, now)
+
+    def _arm_stop_deadline(self, now: float) -> None:
+        """A stop however it came (a signal arms its own deadline; a delivery failure, a fenced
+        producer or an error in the loop do not): the drain, the last commit and the
+        consumer's close end by the drain deadline + :data:`EXIT_GRACE_S`, or, with nothing to
+        drain (no stop was requested: the loop raised), :data:`EXIT_GRACE_S` from now."""
+        drain_deadline = self._processor.drain_deadline
+        self.arm((now if drain_deadline is None else drain_deadline) + EXIT_GRACE_S,
+                 int(ExitCode.FATAL), "the stopping worker did not finish within its deadline")
 
     # -- stalls ---------------------------------------------------------------------------
 

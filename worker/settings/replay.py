@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.dead_letter import DeadLetterHeaders, ErrorType
+from schemas.dead_letter import DeadLetterHeaders, ErrorType, dead_letter_bytes
+from worker.settings.groups import DeadLetterSettings, ProducerSettings
 from worker.settings.kafka_connection import KafkaConnectionSettings
 from worker.settings.worker_settings import ENV_PREFIX
 
@@ -26,7 +27,7 @@ class Skip(StrEnum):
     UNREADABLE = "unreadable_headers"  # not a dead letter of a known header version
     OTHER_TOPIC = "other_source_topic"  # it came from another input topic
     FILTERED = "filtered"  # outside the --error-types / partition / offset / time filters
-    TRUNCATED = "truncated"  # its value was cut to fit the dead-letter topic: not the original
+    TRUNCATED = "truncated"  # its value or key was cut to fit the dead-letter topic: not the original
     EXHAUSTED = "max_replays"  # replayed max_replays times already
 
 
@@ -77,6 +78,19 @@ class ReplaySettings(KafkaConnectionSettings, BaseSettings):
     limit: int | None = Field(
         default=None, ge=1, description="Replay at most this many dead letters, then stop."
     )
+    dlq_max_value_bytes: int = Field(
+        default=DeadLetterSettings.model_fields["dlq_max_value_bytes"].default,
+        ge=1024,
+        description="The workers' dlq_max_value_bytes (the same EUROVOC_DLQ_MAX_VALUE_BYTES): "
+        "the replay's producer sends records of this size plus their key and headers.",
+    )
+    max_request_size: int = Field(
+        default=ProducerSettings.model_fields["max_request_size"].default,
+        ge=1024,
+        description="The workers' max_request_size (the same EUROVOC_MAX_REQUEST_SIZE): the "
+        "replay's producer sends records up to the larger of it and dlq_max_value_bytes plus "
+        "64 KiB, as the workers' producer does.",
+    )
     dry_run: bool = Field(
         default=False,
         description="Print what would be replayed (one JSON line per dead letter); send and "
@@ -104,6 +118,13 @@ class ReplaySettings(KafkaConnectionSettings, BaseSettings):
         return self
 
     @property
+    def producer_max_request_size(self) -> int:
+        """The replay producer's ``max_request_size``: the largest dead letter a worker with the
+        same settings writes (a replayed record, its key and value and one header, is never
+        larger than its dead letter)."""
+        return max(self.max_request_size, dead_letter_bytes(self.dlq_max_value_bytes))
+
+    @property
     def group_id(self) -> str:
         """The replay's consumer group: one per dead-letter topic and set of filters."""
         if self.replay_group_id:
@@ -119,8 +140,8 @@ class ReplaySettings(KafkaConnectionSettings, BaseSettings):
             return Skip.OTHER_TOPIC
         if not self._selected(headers):
             return Skip.FILTERED
-        if headers.error_truncated_from is not None:
-            return Skip.TRUNCATED
+        if headers.error_truncated_from is not None or headers.error_key_truncated_from is not None:
+            return Skip.TRUNCATED  # the original value or key is gone
         if headers.replay_count >= self.max_replays:
             return Skip.EXHAUSTED
         return None

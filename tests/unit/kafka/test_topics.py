@@ -2,6 +2,7 @@
 holds an accepted document's dead letter), creating those missing, and the topic watch (a topic
 deleted while running is reported once; an unreachable broker is not a deleted topic)."""
 
+import logging
 import threading
 
 import pytest
@@ -164,3 +165,28 @@ def test_a_dead_letter_topic_too_small_for_an_accepted_document_stops_the_start(
     assert dead_letter_record_limit(big, _limits(
         consumer={"max_message_bytes": 4_000_000},
         dead_letters={"dlq_max_value_bytes": 5_000_000})) == dead_letter_bytes(5_000_000)
+
+
+def test_the_topic_watch_outlives_any_exception_in_a_check(caplog):
+    """A bug in a round (a malformed answer, an error that is not kafka-python's) is logged once
+    and the watch goes on: a topic deleted afterwards is still reported."""
+    topics = ["in", "out", "dlq"]
+    admin = _Admin([RuntimeError("admin client closed"), RuntimeError("admin client closed"),
+                    SystemExit(1), set(topics), {"in", "out"}])
+    reported: list[list[str]] = []
+    done = threading.Event()
+
+    def on_missing(missing: list[str]) -> None:
+        reported.append(missing)
+        done.set()
+
+    with caplog.at_level(logging.WARNING, logger="worker.runtime.periodic"):
+        watch = TopicWatch(admin, topics, on_missing, interval_s=0.01).start()
+        try:
+            assert done.wait(5)
+        finally:
+            watch.stop()
+    assert reported == [["dlq"]]
+    assert [record.event for record in caplog.records] == [
+        "check_failed", "check_failed", "check_recovered"]
+    assert "RuntimeError: admin client closed" in caplog.records[0].getMessage()

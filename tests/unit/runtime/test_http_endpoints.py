@@ -1,8 +1,11 @@
 """/healthz, /readyz and /metrics (worker.runtime.http_endpoints) with a fake clock and a real HTTP server."""
 
+import contextlib
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -10,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from worker.runtime.http_endpoints import (
+    _BUSY,
     HealthServer,
     HealthState,
     WorkerNotReady,
@@ -123,3 +127,85 @@ def test_wait_until_ready_fails_at_once_when_the_worker_exits(served):
     exited.wait()
     with pytest.raises(WorkerNotReady, match="exited with code 2"):
         wait_until_ready(port, exited, timeout_s=30)
+
+
+@pytest.fixture
+def bounded():
+    """A server whose connections end after 0.5 s, at most 3 of them at once."""
+    state = HealthState(stall_after_s=5, clock=Clock())
+    server = HealthServer("127.0.0.1", 0, CollectorRegistry(), state, timeout_s=0.5,
+                          max_connections=3).start()
+    yield server.port
+    server.stop()
+
+
+def _idle_client(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def _ended_after(client: socket.socket) -> float:
+    """Seconds until the server ended the connection (reading its end of the stream)."""
+    started = time.monotonic()
+    while client.recv(4096):
+        pass
+    return time.monotonic() - started
+
+
+def test_an_idle_connection_is_closed_after_the_time_out(bounded):
+    with _idle_client(bounded) as client:
+        took = _ended_after(client)
+    assert 0.4 <= took < 3.0
+
+
+def test_a_client_that_sends_a_byte_at_a_time_is_closed_at_the_same_deadline(bounded):
+    """The time-out bounds the whole connection, not each read: a slow drip does not reset it."""
+    with _idle_client(bounded) as client:
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # the server shut it down mid-drip
+            for byte in b"GET /healthz HTTP/1.0\r\n" * 10:
+                client.send(bytes([byte]))
+                time.sleep(0.05)  # the drip itself, not a wait for the server
+        took = time.monotonic() - started + _ended_after(client)
+    assert 0.4 <= took < 3.0
+
+
+def test_healthz_answers_while_idle_clients_hang_around(bounded):
+    idle = [_idle_client(bounded) for _ in range(2)]
+    try:
+        started = time.monotonic()
+        assert _get(bounded, "/healthz") == (200, "starting\n")
+        assert time.monotonic() - started < 0.4  # not after the idle ones were closed
+    finally:
+        for client in idle:
+            client.close()
+
+
+def test_connections_beyond_the_cap_are_refused_without_a_thread(bounded):
+    idle = [_idle_client(bounded) for _ in range(3)]
+    try:
+        _wait_for_handler_threads(3)  # the serving thread accepts them one by one
+        with _idle_client(bounded) as refused:
+            started = time.monotonic()
+            refused.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+            reply = b""
+            while chunk := refused.recv(4096):
+                reply += chunk
+            assert time.monotonic() - started < 0.4  # at once, not at the time-out
+        assert reply == _BUSY and _handler_threads() == 3
+    finally:
+        for client in idle:
+            client.close()
+    _wait_for_handler_threads(0)  # their threads read the end of the stream and ended
+    assert _get(bounded, "/healthz")[0] == 200  # served again once they are gone
+
+
+def _handler_threads() -> int:
+    """Threads serving a connection (socketserver names them Thread-N (process_request_thread))."""
+    return sum("process_request_thread" in thread.name for thread in threading.enumerate())
+
+
+def _wait_for_handler_threads(count: int) -> None:
+    deadline = time.monotonic() + 5
+    while _handler_threads() != count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _handler_threads() == count

@@ -1,6 +1,7 @@
 """The watchdog (worker.runtime.watchdog): stalls, hard deadlines, broker outages; a fake clock."""
 
 import logging
+import threading
 
 import pytest
 from kafka import TopicPartition
@@ -10,6 +11,7 @@ from worker.exit_codes import ExitCode
 from worker.pipeline.in_flight import InFlightRegistry
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.work_items import Stage, WorkItem
+from worker.runtime import watchdog as watchdog_module
 from worker.runtime.http_endpoints import HealthState
 from worker.runtime.logging_setup import kafka_log_throttle
 from worker.runtime.metrics import WorkerMetrics
@@ -29,6 +31,7 @@ class Processor:
         self.work = False
         self.lag = 0
         self.stops: list[tuple[str, ExitCode]] = []
+        self.drain_deadline: float | None = None
 
     def has_work(self) -> bool:
         return self.work
@@ -134,6 +137,67 @@ def test_an_armed_deadline_exits_whatever_is_going_on(rig):
     assert rig.exits == []
     rig.tick(1)
     assert rig.exits == [1]
+
+
+def test_a_stop_without_a_signal_gets_a_deadline_too(rig):
+    """A delivery failure stops the loop with no signal and no stall: the drain, the last
+    commit and consumer.close() (which can block) still end by the drain deadline + grace."""
+    rig.processor.drain_deadline = rig.clock.now + 30
+    rig.health.stopping = True
+    rig.tick(30 + EXIT_GRACE_S - 0.5)
+    assert rig.exits == []
+    rig.tick(1)
+    assert rig.exits == [int(ExitCode.FATAL)]
+
+
+def test_an_error_in_the_loop_stops_within_the_grace_period(rig):
+    rig.health.stopping = True  # the loop raised: no stop requested, so no drain deadline
+    rig.tick(0.5)  # the watchdog's next round sees it
+    rig.tick(EXIT_GRACE_S - 0.5)
+    assert rig.exits == []
+    rig.tick(1)
+    assert rig.exits == [int(ExitCode.FATAL)]
+
+
+def test_the_watchdog_thread_outlives_any_exception_in_a_check(rig, caplog, monkeypatch):
+    """Every kind of failure in a round (a bug, a SystemExit) is logged once, and the thread
+    goes on checking: here it still turns an outage into the gauge afterwards."""
+    gauge = rig.metrics.registry.get_sample_value
+    failures = iter([RuntimeError("registry changed"), RuntimeError("registry changed"),
+                     SystemExit(3), KeyError("x")])
+    rounds = threading.Semaphore(0)
+
+    class Flaky(Consumer):
+        def connected(self) -> bool:
+            rounds.release()
+            failure = next(failures, None)
+            if failure is not None:
+                raise failure
+            return self.up
+
+    rig.consumer = Flaky()
+    rig.producer.up = rig.consumer.up = False
+    monkeypatch.setattr(watchdog_module, "TICK_S", 0.01)  # rounds as fast as they are counted
+    watchdog = Watchdog(
+        rig.processor, rig.consumer, rig.registry, stall_timeout_s=120, progress=rig.progress,
+        health=rig.health, metrics=rig.metrics, producer=rig.producer, exit=rig.exits.append,
+        clock=rig.clock)
+    with caplog.at_level(logging.WARNING, logger="worker.runtime.periodic"):
+        watchdog.start()
+        try:
+            for _ in range(8):
+                assert rounds.acquire(timeout=5)
+        finally:
+            watchdog.stop()
+    failed = [r.getMessage() for r in caplog.records if r.event == "check_failed"]
+    assert failed == [
+        "eurovoc-watchdog: a round failed (RuntimeError: registry changed); the thread goes on",
+        "eurovoc-watchdog: a round failed (SystemExit: 3); the thread goes on",
+        "eurovoc-watchdog: a round failed (KeyError: 'x'); the thread goes on",
+    ]
+    events = [r.event for r in caplog.records if r.name == "worker.runtime.periodic"]
+    assert events == ["check_failed"] * 3 + ["check_recovered"]
+    assert gauge("eurovoc_broker_connected") == 0  # the rounds after the failures still ran
 
 
 def test_a_broker_outage_is_logged_once_when_it_starts_and_once_when_it_ends(rig, caplog):

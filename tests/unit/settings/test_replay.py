@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from schemas.dead_letter import DeadLetterHeaders, ErrorType
+from schemas.dead_letter import DeadLetterHeaders, ErrorType, dead_letter_bytes
+from worker.kafka.clients import producer_config
 from worker.settings.replay import ReplaySettings, Skip
+from worker.settings.worker_settings import load_settings
 
 BASE = {"bootstrap_servers": "127.0.0.1:9092", "dlq_topic": "docs.dlq", "input_topic": "docs"}
 
@@ -36,6 +38,7 @@ def test_by_default_every_dead_letter_of_the_input_topic_is_replayed():
 
 def test_values_cut_to_fit_are_never_replayed():
     assert settings().skip_reason(letter(error_truncated_from=5_000_000)) is Skip.TRUNCATED
+    assert settings().skip_reason(letter(error_key_truncated_from=2_000_000)) is Skip.TRUNCATED
 
 
 def test_a_record_replayed_max_replays_times_is_not_replayed_again():
@@ -95,3 +98,32 @@ def test_workers_variables_do_not_disturb_a_replay(monkeypatch):
     monkeypatch.setenv("EUROVOC_DLQ_TOPIC", "from-env.dlq")
     replay = ReplaySettings(bootstrap_servers="b:1", input_topic="docs")
     assert replay.dlq_topic == "from-env.dlq"
+
+
+WORKER_REQUIRED = {"bootstrap_servers": "127.0.0.1:9092", "input_topic": "docs",
+                   "output_topic": "labels", "dlq_topic": "docs.dlq", "group_id": "workers",
+                   "model": "/models/m"}
+
+
+@pytest.mark.parametrize("environment", [
+    {},
+    {"EUROVOC_DLQ_MAX_VALUE_BYTES": "3000000"},
+    {"EUROVOC_MAX_REQUEST_SIZE": "5000000"},
+    {"EUROVOC_DLQ_MAX_VALUE_BYTES": "2000000", "EUROVOC_MAX_REQUEST_SIZE": "2048"},
+])
+def test_the_replay_sends_the_largest_dead_letter_a_worker_with_the_same_settings_writes(
+        monkeypatch, environment):
+    """From the workers' ConfigMap: the replay producer's limit is at least the worker
+    producer's, which bounds every dead letter it sends (a replayed record is smaller)."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    worker = load_settings(**WORKER_REQUIRED)
+    replay_limit = settings().producer_max_request_size
+    assert replay_limit >= producer_config(worker)["max_request_size"]
+    assert replay_limit >= dead_letter_bytes(worker.dead_letters.dlq_max_value_bytes)
+
+
+def test_the_replay_producer_limit_defaults_above_the_default_dead_letter_limit():
+    assert settings().producer_max_request_size == max(1_048_576, dead_letter_bytes(1_000_000))
+    assert (settings(dlq_max_value_bytes=4_000_000).producer_max_request_size
+            == dead_letter_bytes(4_000_000))
