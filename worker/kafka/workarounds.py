@@ -64,6 +64,10 @@ class RawHeaderKey(str):
 
     __slots__ = ()
 
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "RawHeaderKey":
+        return cls(raw.decode("utf-8", "surrogateescape"))
+
     def encode(self, encoding: str = "utf-8", errors: str = "surrogateescape") -> bytes:
         return str.encode(self, encoding, errors)
 
@@ -75,7 +79,7 @@ class _LenientSlice(bytes):
         try:
             return bytes.decode(self, encoding, errors)
         except UnicodeDecodeError:
-            return RawHeaderKey(bytes.decode(self, encoding, "surrogateescape"))
+            return RawHeaderKey.from_bytes(self)
 
 
 class _LenientBuffer:

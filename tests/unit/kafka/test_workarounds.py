@@ -1,8 +1,8 @@
 """The header-key workaround: a fetched record whose header keys are not UTF-8 is read (its keys
 as ``RawHeaderKey``, their bytes kept), where kafka-python 3.0.x's own parser raises, and only on
-the worker's consumer. Batches are built by kafka-python's record builder, byte for byte."""
-
-from typing import Self
+the worker's consumer. Batches are built by kafka-python's record builder, byte for byte (a
+``RawHeaderKey`` encodes to its bytes: the builder writes them as a producer in any language may,
+and upstream's parser refuses them)."""
 
 import pytest
 from kafka import KafkaConsumer
@@ -17,19 +17,6 @@ from worker.kafka.workarounds import GroupConsumer, RawHeaderKey
 BAD_KEY = b"\xff\xfeorigin"  # not UTF-8
 
 
-class _KeyBytes(str):
-    """A header key that kafka-python's builder writes as the given bytes (it calls
-    ``key.encode("utf-8")``): how a producer in another language sends any bytes."""
-
-    def __new__(cls, raw: bytes) -> Self:
-        key = super().__new__(cls, raw.hex())
-        key.raw = raw
-        return key
-
-    def encode(self, *_args) -> bytes:
-        return self.raw
-
-
 def _batch(records: list[tuple[bytes | None, bytes | None, list]], compression: int = 0) -> bytes:
     builder = DefaultRecordBatchBuilder(magic=2, compression_type=compression,
                                         is_transactional=False, producer_id=-1, producer_epoch=-1,
@@ -41,7 +28,7 @@ def _batch(records: list[tuple[bytes | None, bytes | None, list]], compression: 
 
 RECORDS = [
     (b"k0", b"first", [("trace", b"1")]),
-    (b"k1", b"second", [(_KeyBytes(BAD_KEY), b"x"), ("trace", None), ("replay.count", b"1")]),
+    (b"k1", b"second", [(RawHeaderKey.from_bytes(BAD_KEY), b"x"), ("trace", None), ("replay.count", b"1")]),
     (None, b"third", []),
 ]
 
