@@ -8,59 +8,42 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import Fetcher
 from kafka.errors import CorruptRecordError
-from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 
+from tests.unit.kafka.record_batches import fetch, partition_records_of, write_batch
 from worker.kafka.workarounds import GroupConsumer, RawHeaderKey
 
 BAD_KEY = b"\xff\xfeorigin"  # not UTF-8
 
 
-def _batch(records: list[tuple[bytes | None, bytes | None, list]], compression: int = 0) -> bytes:
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=compression,
-                                        is_transactional=False, producer_id=-1, producer_epoch=-1,
-                                        base_sequence=-1, batch_size=1 << 20)
-    for offset, (key, value, headers) in enumerate(records):
-        assert builder.append(offset, timestamp=None, key=key, value=value, headers=headers)
-    return bytes(builder.build())
-
-
 RECORDS = [
     (b"k0", b"first", [("trace", b"1")]),
-    (b"k1", b"second", [(RawHeaderKey.from_bytes(BAD_KEY), b"x"), ("trace", None), ("replay.count", b"1")]),
+    (b"k1", b"second",
+     [(RawHeaderKey.from_bytes(BAD_KEY), b"x"), ("trace", None), ("replay.count", b"1")]),
     (None, b"third", []),
 ]
 
 
-def _take(partition_records_class, data: bytes) -> list:
-    return partition_records_class(0, TopicPartition("documents", 0), MemoryRecords(data)).take()
+TP = TopicPartition("documents", 0)
 
 
 def test_upstream_stops_at_the_record_with_the_undecodable_key():
     # the pin: if kafka-python reads such keys itself, this workaround is to be removed
-    first = _take(Fetcher.PartitionRecords, _batch(RECORDS))
+    first = fetch(Fetcher.PartitionRecords, write_batch(RECORDS), TP)
     assert [record.offset for record in first] == [0]
     with pytest.raises(CorruptRecordError, match="utf-8"):
-        _take(Fetcher.PartitionRecords, _batch(RECORDS[1:]))
-
-
-def _partition_records_of(consumer_class, **configs) -> type:
-    consumer = consumer_class(bootstrap_servers="127.0.0.1:1", api_version=(3, 7), **configs)
-    try:
-        return consumer._fetcher.PartitionRecords
-    finally:
-        consumer.close()
+        fetch(Fetcher.PartitionRecords, write_batch(RECORDS[1:]), TP)
 
 
 @pytest.fixture(scope="module")
 def workers_partition_records() -> type:
-    return _partition_records_of(GroupConsumer, group_id="g", enable_auto_commit=False)
+    return partition_records_of(GroupConsumer, group_id="g", enable_auto_commit=False)
 
 
 @pytest.mark.parametrize("compression", [0, DefaultRecordBatchBuilder.CODEC_GZIP])
 def test_every_record_is_read_and_the_key_keeps_its_bytes(workers_partition_records, compression):
-    records = _take(workers_partition_records, _batch(RECORDS, compression))
+    records = fetch(workers_partition_records, write_batch(RECORDS, compression), TP)
     assert [(r.offset, r.key, r.value) for r in records] == [
         (0, b"k0", b"first"), (1, b"k1", b"second"), (2, None, b"third")]
     (raw, value), *others = records[1].headers
@@ -73,5 +56,5 @@ def test_every_record_is_read_and_the_key_keeps_its_bytes(workers_partition_reco
 
 
 def test_other_consumers_keep_upstreams_parser(workers_partition_records):
-    assert _partition_records_of(KafkaConsumer) is Fetcher.PartitionRecords
+    assert partition_records_of(KafkaConsumer) is Fetcher.PartitionRecords
     assert workers_partition_records is not Fetcher.PartitionRecords

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from kafka import KafkaConsumer
-from kafka.record import MemoryRecords
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.structs import TopicPartition
 
 from schemas.dead_letter import REPLAY_COUNT_HEADER, DeadLetterHeaders, replay_count
 from schemas.document import InputDocument
+from tests.unit.kafka.record_batches import fetch, partition_records_of, write_batch
 from worker.kafka.clients import producer_config
 from worker.kafka.workarounds import GroupConsumer, RawHeaderKey
 from worker.pipeline.steps.dead_letter import build_dead_letter
@@ -70,38 +70,20 @@ VALUES = st.one_of(_DOCUMENTS, _DOCUMENTS, st.none(), _ANY_BYTES, _DOCUMENTS, _L
                    _repeat(st.binary(min_size=1, max_size=64), MAX_MESSAGE_BYTES + 4096))
 _HEADER_KEYS = st.one_of(_WORDS, st.just(REPLAY_COUNT_HEADER), _ANY_BYTES.map(RawHeaderKey.from_bytes))
 _REPLAY_COUNTS = st.one_of(st.none(), _ANY_BYTES, st.integers(0, 10**20).map(lambda n: b"%d" % n))
+def _exact(data: bytes | None) -> bytes | None:
+    """``_Large`` as the plain ``bytes`` kafka-python's builder takes."""
+    return None if data is None else bytes(data)
+
+
 HEADERS = st.lists(st.one_of(st.tuples(_HEADER_KEYS, st.one_of(st.none(), _ANY_BYTES)),
                              st.tuples(st.just(REPLAY_COUNT_HEADER), _REPLAY_COUNTS)), max_size=6)
-
-
-def _batch(key: bytes | None, value: bytes | None, headers: list) -> bytes:
-    """One record as kafka-python's record builder writes it (it takes exact ``bytes``)."""
-    key, value = (None if data is None else bytes(data) for data in (key, value))
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=False,
-                                        producer_id=-1, producer_epoch=-1, base_sequence=-1,
-                                        batch_size=1 << 24)
-    assert builder.append(0, timestamp=None, key=key, value=value, headers=headers) is not None
-    return bytes(builder.build())
-
-
-def _fetch(partition_records: type, data: bytes):
-    """The records a consumer with these ``PartitionRecords`` hands out for fetched ``data``."""
-    return partition_records(0, TP, MemoryRecords(data)).take()
-
-
-def _partition_records_of(consumer_class: type, **configs) -> type:
-    consumer = consumer_class(bootstrap_servers="127.0.0.1:1", api_version=(3, 7), **configs)
-    try:
-        return consumer._fetcher.PartitionRecords
-    finally:
-        consumer.close()
 
 
 @pytest.fixture(scope="module")
 def consumers() -> tuple[type, type]:
     """The worker's consumer's record parser and an unpatched consumer's."""
-    return (_partition_records_of(GroupConsumer, group_id="g", enable_auto_commit=False),
-            _partition_records_of(KafkaConsumer))
+    return (partition_records_of(GroupConsumer, group_id="g", enable_auto_commit=False),
+            partition_records_of(KafkaConsumer))
 
 
 def _problems(letter, consumers) -> list[str]:
@@ -120,9 +102,9 @@ def _problems(letter, consumers) -> list[str]:
         problems.append(f"{size} bytes, above the producer's max_request_size {MAX_REQUEST_SIZE}")
     if letter.value is not None and len(letter.value) > DLQ_MAX_VALUE_BYTES:
         problems.append(f"a {len(letter.value)}-byte value, above dlq_max_value_bytes")
-    data = _batch(letter.key, letter.value, letter.headers)
+    data = write_batch([(letter.key, letter.value, letter.headers)])
     for partition_records in consumers:
-        [read] = _fetch(partition_records, data)
+        [read] = fetch(partition_records, data, TP)
         if (read.key, read.value, read.headers) != (letter.key, letter.value, letter.headers):
             problems.append(f"{partition_records.__module__} reads it back changed")
     return problems
@@ -136,7 +118,7 @@ def _problems(letter, consumers) -> list[str]:
 @example(key=None, value=None, headers=[(REPLAY_COUNT_HEADER, b"\xff")])
 def test_every_record_is_labelled_or_dead_lettered_sendably(consumers, key, value, headers):
     workers_parser, _ = consumers
-    [record] = _fetch(workers_parser, _batch(key, value, headers))
+    [record] = fetch(workers_parser, write_batch([(_exact(key), _exact(value), headers)]), TP)
     assert (record.key, record.value) == (key, value)  # (bytes equality: no large repr)
     assert [name.encode() for name, _ in record.headers] == [name.encode() for name, _ in headers]
 
