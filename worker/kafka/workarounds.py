@@ -112,8 +112,8 @@ class _LenientHeaderKeysBatch(DefaultRecordBatch):
     keys as ``RawHeaderKey`` (lossless); every other record takes upstream's path unchanged.
     This relies on 3.0.x's ``_read_msg`` taking header keys as ``buffer[a:b].decode("utf-8")``
     from ``self._buffer`` and setting ``self._pos`` only once a record is read, hence the pin
-    below 3.1 (tests/unit/kafka/test_workarounds.py fails if either changes). Reported upstream
-    as docs/kafka-python-headers.md.
+    below 3.1 (tests/unit/kafka/test_workarounds.py fails if either changes; master at a3b3836,
+    3.1.0.dev, still decodes strictly). The report for upstream: docs/kafka-python-headers.md.
     """
 
     __slots__ = ()
