@@ -22,7 +22,7 @@ from tests.integration.worker_harness import (
     metric_values,
     wait_until,
 )
-from tests.kafka_fixtures import CLIENT_TIMEOUTS, CONSUMER_TIMEOUTS, all_committed
+from tests.kafka_fixtures import CLIENT_TIMEOUTS, CONSUMER_TIMEOUTS, committed_offsets
 from worker.kafka.workarounds import RawHeaderKey
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,6 +65,12 @@ def _upstream_stops_at(bootstrap: str, topic: str, timeout_s: float) -> int:
         consumer.close()
 
 
+def _still_running(worker) -> None:
+    """Fails at once when the worker exits (upstream's parser: exit 1 on the first poison)."""
+    code = worker.proc.poll()
+    assert code is None, f"the worker exited with {code}:\n{worker.log_text()[-3000:]}"
+
+
 @pytest.mark.timeout(150)
 def test_undecodable_header_keys_neither_stop_the_partition_nor_the_worker(
         kafka_bootstrap, topics, group_id, tiny_model, workers):
@@ -86,10 +92,11 @@ def test_undecodable_header_keys_neither_stop_the_partition_nor_the_worker(
     outputs = TopicReader(kafka_bootstrap, f"{topics}-out")
     dead = TopicReader(kafka_bootstrap, f"{topics}-dlq")
     try:
-        outputs.wait_for(2 * GOOD + 1, timeout_s=90)
-        dead.wait_for(2, timeout_s=30)
-        wait_until(lambda: all_committed(kafka_bootstrap, group_id, topics), 30,
-                   "all offsets committed")
+        outputs.wait_for(2 * GOOD + 1, timeout_s=90, also=lambda: _still_running(worker))
+        dead.wait_for(2, timeout_s=30, also=lambda: _still_running(worker))
+        total = len(before + poison + after)
+        wait_until(lambda: committed_offsets(kafka_bootstrap, group_id, topics) == {0: total},
+                   30, f"offset {total} committed on partition 0")
         labelled = {key.decode() for key, _, _ in before + after} | {"labelled"}
         assert outputs.ids() == dict.fromkeys(labelled, 1)
         letters = {record.key: DeadLetterHeaders.from_kafka_headers(record.headers)
@@ -100,7 +107,7 @@ def test_undecodable_header_keys_neither_stop_the_partition_nor_the_worker(
         assert "replay.count" in letters[b"bad-count"].error_message
         assert [record.value for record in dead.records if record.key == b"bad-value"] == [
             b"{not json"]
-        assert worker.proc.poll() is None  # never exited: no restart
+        _still_running(worker)  # never exited: no restart
         assert worker.get("/healthz")[0] == 200
         _, text = worker.get("/metrics")
         reasons = metric_values(text, "eurovoc_documents_dead_lettered_total")
