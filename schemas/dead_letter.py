@@ -81,13 +81,15 @@ _MAX_COUNT_DIGITS = 18
 
 def replay_count_problem(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
     """Why a record's ``replay.count`` header cannot be read, or None when it is absent or a
-    count: ASCII digits, at most 18 of them, as ``replay-dlq`` writes it (the first such header
-    counts; a record whose count is unreadable is dead-lettered as ``invalid_header``)."""
+    count: ASCII digits, at most 18 of them, as ``replay-dlq`` writes it (surrounding whitespace
+    allowed, as ``int()`` allows it; the first such header counts; a record whose count is
+    unreadable is dead-lettered as ``invalid_header``)."""
     for name, value in headers or ():
         if name == REPLAY_COUNT_HEADER:
             if value is None:
                 return f"the {REPLAY_COUNT_HEADER} header is null"
-            if not (value.isdigit() and len(value) <= _MAX_COUNT_DIGITS):
+            digits = value.strip()
+            if not (digits.isdigit() and len(digits) <= _MAX_COUNT_DIGITS):
                 return (f"the {REPLAY_COUNT_HEADER} header is not a count of at most "
                         f"{_MAX_COUNT_DIGITS} ASCII digits: {value[:40]!r}")
             return None

@@ -68,7 +68,8 @@ KEYS = st.one_of(st.none(), st.just(b""), _ANY_BYTES, _repeat(st.binary(min_size
 VALUES = st.one_of(_DOCUMENTS, _DOCUMENTS, st.none(), _ANY_BYTES, _DOCUMENTS, _LARGE_DOCUMENTS,
                    st.builds(lambda doc, cut: doc[:cut], _DOCUMENTS, st.integers(0, 50)),
                    _repeat(st.binary(min_size=1, max_size=64), MAX_MESSAGE_BYTES + 4096))
-_HEADER_KEYS = st.one_of(_WORDS, st.just(REPLAY_COUNT_HEADER), _ANY_BYTES.map(RawHeaderKey.from_bytes))
+_HEADER_KEYS = st.one_of(_WORDS, st.just(REPLAY_COUNT_HEADER),
+                         _ANY_BYTES.map(RawHeaderKey.from_bytes))  # any bytes, UTF-8 or not
 _REPLAY_COUNTS = st.one_of(st.none(), _ANY_BYTES, st.integers(0, 10**20).map(lambda n: b"%d" % n))
 def _exact(data: bytes | None) -> bytes | None:
     """``_Large`` as the plain ``bytes`` kafka-python's builder takes."""
