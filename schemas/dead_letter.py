@@ -37,6 +37,7 @@ class ErrorType(StrEnum):
     TOO_LARGE = "too_large"
     EMPTY = "empty_message"
     INFERENCE = "inference_failed"
+    INVALID_HEADER = "invalid_header"  # a header the worker reads (replay.count) is unreadable
 
 
 class DeadLetterHeaders(BaseModel):
@@ -93,7 +94,7 @@ class DeadLetterHeaders(BaseModel):
     @classmethod
     def from_kafka_headers(cls, headers: Iterable[tuple[str, bytes]]) -> "DeadLetterHeaders":
         """Parse a dead letter's headers, of any version (other headers are ignored)."""
-        values = {name: value.decode("utf-8") for name, value in headers}
+        values = {name: value.decode("utf-8") for name, value in headers if value is not None}
         values.setdefault("schema.version", "1")
         return cls.model_validate(values)
 
@@ -116,16 +117,33 @@ def dead_letter_bytes(max_value_bytes: int) -> int:
     return max_value_bytes + MAX_KEY_BYTES + MAX_HEADERS_BYTES + _RECORD_OVERHEAD_BYTES
 
 
-def replay_count(headers: Iterable[tuple[str, bytes | None]] | None) -> int:
-    """The ``replay.count`` header of a record (0 when absent, null or not a count)."""
+# A replay count is a decimal number of at most this many digits (one that fits an int64).
+_MAX_COUNT_DIGITS = 18
+
+
+def replay_count_problem(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """Why a record's ``replay.count`` header cannot be read, or None when it is absent or a
+    count: ASCII digits, at most 18 of them, as ``replay-dlq`` writes it (surrounding whitespace
+    allowed, as ``int()`` allows it; the first such header counts; a record whose count is
+    unreadable is dead-lettered as ``invalid_header``)."""
     for name, value in headers or ():
         if name == REPLAY_COUNT_HEADER:
-            if not isinstance(value, bytes | bytearray):
-                return 0
-            try:
-                return max(0, int(value.decode("ascii")))
-            except (UnicodeDecodeError, ValueError):
-                return 0
+            if value is None:
+                return f"the {REPLAY_COUNT_HEADER} header is null"
+            digits = value.strip()
+            if not (digits.isdigit() and len(digits) <= _MAX_COUNT_DIGITS):
+                return (f"the {REPLAY_COUNT_HEADER} header is not a count of at most "
+                        f"{_MAX_COUNT_DIGITS} ASCII digits: {value[:40]!r}")
+            return None
+    return None
+
+
+def replay_count(headers: Iterable[tuple[str, bytes | None]] | None) -> int:
+    """The ``replay.count`` header of a record (0 when absent or unreadable, see
+    ``replay_count_problem``)."""
+    for name, value in headers or ():
+        if name == REPLAY_COUNT_HEADER:
+            return 0 if replay_count_problem([(name, value)]) else int(value)
     return 0
 
 

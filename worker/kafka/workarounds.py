@@ -1,4 +1,4 @@
-"""kafka-python clients as the worker needs them: three workarounds for kafka-python 3.0.12, each
+"""kafka-python clients as the worker needs them: four workarounds for kafka-python 3.0.12, each
 on the function or method that makes it.
 
 Each is a deviation from upstream that should go upstream (dpkp/kafka-python, still present on
@@ -8,6 +8,8 @@ its master in December 2026); ``kafka-python`` is pinned below 3.1 until a relea
 import time
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.consumer.fetcher import Fetcher
+from kafka.record.default_records import DefaultRecordBatch
 
 
 def _no_auto_create(cluster, config: dict) -> None:
@@ -55,6 +57,109 @@ def _keep_finished_joins(coordinator) -> None:
     coordinator.need_rejoin = lambda: bool(unclaimed) or need_rejoin()
 
 
+class RawHeaderKey(str):
+    """A record header key whose bytes are not UTF-8: decoded with ``surrogateescape``, so that
+    it compares unequal to every real name and ``encode()`` gives its bytes back (kafka-python
+    calls ``key.encode("utf-8")`` to size a fetched record's headers, and to send them)."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "RawHeaderKey":
+        return cls(raw.decode("utf-8", "surrogateescape"))
+
+    def encode(self, encoding: str = "utf-8", errors: str = "surrogateescape") -> bytes:
+        return str.encode(self, encoding, errors)
+
+
+class _LenientSlice(bytes):
+    """A slice of a record batch whose ``decode()`` falls back to a ``RawHeaderKey``."""
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        try:
+            return bytes.decode(self, encoding, errors)
+        except UnicodeDecodeError:
+            return RawHeaderKey.from_bytes(self)
+
+
+class _LenientBuffer:
+    """A record batch's buffer as ``DefaultRecordBatch._read_msg`` reads it (bytes by index,
+    slices), with lenient slices; the buffer itself is not copied."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self, buffer: bytearray) -> None:
+        self._buffer = buffer
+
+    def __len__(self) -> int:
+        return len(self._buffer)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return _LenientSlice(self._buffer[index])
+        return self._buffer[index]
+
+
+class _LenientHeaderKeysBatch(DefaultRecordBatch):
+    """A v2 record batch whose records' header keys need not be UTF-8.
+
+    Workaround: upstream decodes every header key with ``.decode("utf-8")`` (strict) in
+    ``DefaultRecordBatch._read_msg``, inside ``poll()``: one record with a key that is not UTF-8
+    raises ``CorruptRecordError`` from every ``poll()`` and its partition never moves (the fetch
+    stops at that offset; seeking past it loses the record). The Kafka protocol calls header keys
+    strings, but the broker does not check them (Java's consumer decodes them leniently too).
+    Here a record whose parse fails that way is parsed again, and only it, with its undecodable
+    keys as ``RawHeaderKey`` (lossless); every other record takes upstream's path unchanged.
+    This relies on 3.0.x's ``_read_msg`` taking header keys as ``buffer[a:b].decode("utf-8")``
+    from ``self._buffer`` and setting ``self._pos`` only once a record is read, hence the pin
+    below 3.1 (tests/unit/kafka/test_workarounds.py fails if either changes; master at a3b3836,
+    3.1.0.dev, still decodes strictly). The report for upstream: docs/kafka-python-headers.md.
+    """
+
+    __slots__ = ()
+
+    def _read_msg(self, *args, **kwargs):
+        try:
+            return super()._read_msg(*args, **kwargs)
+        except UnicodeDecodeError:
+            buffer = self._buffer
+            self._buffer = _LenientBuffer(buffer)
+            try:
+                return super()._read_msg(*args, **kwargs)
+            finally:
+                self._buffer = buffer
+
+
+class _LenientBatches:
+    """The ``MemoryRecords`` of one fetched partition, handing out v2 batches as
+    ``_LenientHeaderKeysBatch`` (the only method ``PartitionRecords._unpack_records`` calls)."""
+
+    __slots__ = ("_records",)
+
+    def __init__(self, records) -> None:
+        self._records = records
+
+    def next_batch(self):
+        batch = self._records.next_batch()
+        if type(batch) is DefaultRecordBatch:
+            batch.__class__ = _LenientHeaderKeysBatch  # the same slots: nothing copied
+        return batch
+
+
+class _LenientPartitionRecords(Fetcher.PartitionRecords):
+    """kafka-python's parsed partition data, its batches read by ``_LenientHeaderKeysBatch``."""
+
+    def _unpack_records(self, tp, records, key_deserializer, value_deserializer):
+        return super()._unpack_records(tp, _LenientBatches(records), key_deserializer,
+                                       value_deserializer)
+
+
+def _lenient_header_keys(fetcher: Fetcher) -> None:
+    """Workaround: header keys that are not UTF-8 stop a partition upstream; on this consumer's
+    fetcher only (other consumers keep upstream's parser): see ``_LenientHeaderKeysBatch``."""
+    fetcher.PartitionRecords = _LenientPartitionRecords
+
+
 def any_connection_up(manager) -> bool:
     """Whether one of a kafka-python connection manager's broker connections is up (a copy of
     the table is read: the IO thread changes it)."""
@@ -62,7 +167,7 @@ def any_connection_up(manager) -> bool:
 
 
 class GroupConsumer(KafkaConsumer):
-    """The worker's consumer: kafka-python's, with the three workarounds, and the connection and
+    """The worker's consumer: kafka-python's, with the four workarounds, and the connection and
     IO-thread questions the watchdog asks from its own thread.
 
     The worker calls ``poll(timeout_ms=0)`` only (one pass, never blocking): a rebalance that
@@ -75,6 +180,7 @@ class GroupConsumer(KafkaConsumer):
         super().__init__(**configs)
         _no_auto_create(self._cluster, self.config)
         _keep_finished_joins(self._coordinator)
+        _lenient_header_keys(self._fetcher)
 
     def connected(self) -> bool:
         """Whether a connection to some broker is up (any thread may ask)."""

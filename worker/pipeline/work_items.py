@@ -55,7 +55,8 @@ class WorkItem:
     received_at: float  # time.monotonic() when read
     key: bytes | None = None
     value: bytes | None = None  # the raw record until it is no longer needed
-    headers: list[tuple[str, bytes]] | None = None  # the record's (replay.count: dead letters)
+    # the record's, as kafka-python gives them (values may be null; replay.count: dead letters)
+    headers: list[tuple[str, bytes | None]] | None = None
     document: InputDocument | None = None  # once decoded
     labels: LabelsMessage | None = None  # once classified
     rejection: Rejection | None = None  # why it cannot be labelled (→ dead letter)

@@ -259,7 +259,7 @@ def test_a_replayed_records_count_is_carried_into_its_new_dead_letter():
     dead = sorted((DeadLetterHeaders.from_kafka_headers(headers) for topic, _, _, headers
                    in rig.producer.sent if topic == "dlq"), key=lambda h: h.source_offset)
     assert [(h.error_type.value, h.replay_count, h.schema_version) for h in dead] == [
-        ("not_json", 2, 2), ("inference_failed", 2, 2), ("inference_failed", 0, 2)]
+        ("not_json", 2, 2), ("inference_failed", 2, 2), ("invalid_header", 0, 2)]
 
 
 def test_dlq_limit_stops_with_exit_3_and_commits_only_before_the_trip():

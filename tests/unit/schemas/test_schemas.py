@@ -145,12 +145,15 @@ def test_version_1_dead_letters_still_parse():
                  ("failed_at", b"2026-11-25T12:00:00Z")]
     headers = DeadLetterHeaders.from_kafka_headers(version_1)
     assert (headers.schema_version, headers.replay_count) == (1, 0)
+    nulls = DeadLetterHeaders.from_kafka_headers(version_1 + [("error.truncated_from", None)])
+    assert nulls == headers  # a null header value is an absent header, never a crash
 
 
 @pytest.mark.parametrize(
     ("headers", "count"),
     [(None, 0), ([], 0), ([("replay.count", b"3")], 3), ([("replay.count", b"x")], 0),
-     ([("replay.count", b"-2")], 0), ([("other", b"5"), ("replay.count", b"1")], 1)],
+     ([("replay.count", b"-2")], 0), ([("other", b"5"), ("replay.count", b"1")], 1),
+     ([("replay.count", None)], 0), ([("other", None), ("replay.count", b"4")], 4)],
 )
 def test_replay_count_of_a_record(headers, count):
     assert replay_count(headers) == count

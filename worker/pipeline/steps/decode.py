@@ -1,7 +1,7 @@
 """Decode step: record bytes → ``InputDocument``; a record that is not one goes to dead letters."""
 
 from schemas.codec import InvalidDocument, decode_document
-from schemas.dead_letter import ErrorType
+from schemas.dead_letter import ErrorType, replay_count_problem
 from schemas.document import InputDocument
 from worker.pipeline.steps.base import Step
 from worker.pipeline.work_items import Rejection, Stage, WorkItem
@@ -26,11 +26,24 @@ def decode_value(value: bytes | None, max_bytes: int) -> InputDocument | Rejecti
         return Rejection(exc.error_type, str(exc))
 
 
+def decode_record(value: bytes | None, headers: list[tuple[str, bytes | None]] | None,
+                  max_bytes: int) -> InputDocument | Rejection:
+    """Decode one record: its value (``decode_value``), then the one header the worker reads,
+    ``replay.count``, which must be absent or a count (``invalid_header`` otherwise: replay could
+    not be bounded). Other headers are not read, whatever their keys' or values' bytes (null
+    values included); never raises for bad input."""
+    decoded = decode_value(value, max_bytes)
+    if decoded.__class__ is Rejection:
+        return decoded
+    problem = replay_count_problem(headers)
+    return decoded if problem is None else Rejection(ErrorType.INVALID_HEADER, problem)
+
+
 class DecodeStep:
-    """The first step: decodes each record's value once (a rejected item keeps its result for
-    the retry after ``MessageRejected``) and hands a document to ``next_step``, a rejection to
-    ``dead_letters``. It holds nothing of its own, so ``poll``, ``join`` and ``close`` go straight
-    to the next step."""
+    """The first step: decodes each record (its value and ``replay.count``) once (a rejected item
+    keeps its result for the retry after ``MessageRejected``) and hands a document to
+    ``next_step``, a rejection to ``dead_letters``. It holds nothing of its own, so ``poll``,
+    ``join`` and ``close`` go straight to the next step."""
 
     def __init__(self, next_step: Step, dead_letters: Step, max_message_bytes: int) -> None:
         self._next = next_step
@@ -39,7 +52,7 @@ class DecodeStep:
 
     def submit(self, item: WorkItem) -> None:
         if item.document is None and item.rejection is None:
-            decoded = decode_value(item.value, self._max_bytes)
+            decoded = decode_record(item.value, item.headers, self._max_bytes)
             if decoded.__class__ is Rejection:
                 item.rejection = decoded
             else:
