@@ -452,3 +452,92 @@ def test_consumer_lag_counts_from_the_last_commit_else_the_first_offset_read():
     assert rig.processor.registry.committed(P0) == 5
     rig.processor.update_lag(lookup_positions=False)
     assert rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition="0") == 5
+
+
+def one_bad_in_three(count: int) -> list[bytes]:
+    """Offsets 2, 5, 8, ... are not JSON: one bad record in three, never two in a row."""
+    return [b"not json" if offset % 3 == 2 else doc(offset) for offset in range(count)]
+
+
+def test_a_backlog_of_one_bad_record_in_three_read_in_polls_of_500_never_trips():
+    # issue 17: decoding dead-letters at once what the engine labels later, so counting outcomes
+    # as they came made 99 dead letters "consecutive" and stopped the worker with exit 3.
+    rig = make({0: one_bad_in_three(600)}, max_poll_records=500)
+    outcome = rig.run(lambda c: rig.consumer.committed_now().get(P0) == 600 or c.polls > 500)
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert rig.consumer.committed_now() == {P0: 600}
+    assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_json") == 200
+    assert len(rig.outputs()) == 400
+
+
+def runs_of_bad(runs: list[int]) -> tuple[list[bytes], set[str]]:
+    """Runs of that many bad records, each run followed by one good document: the bad ones
+    alternate between not JSON (dead-lettered at decoding, at once) and documents the engine
+    fails (dead-lettered when their result comes). Returns the values and the failing ids."""
+    values, failing = [], set()
+    for run in runs:
+        for index in range(run):
+            offset = len(values)
+            if index % 2:
+                values.append(b"not json")
+            else:
+                values.append(doc(offset))
+                failing.add(f"d{offset}")
+        values.append(doc(len(values)))
+    return values, failing
+
+
+def run_released_slowly(rig: Rig, end: int, per_poll: int = 7):
+    """Run until everything is committed; the engine finishes ``per_poll`` documents a poll."""
+    def until(consumer):
+        rig.engine.release(per_poll)
+        return rig.consumer.committed_now().get(P0) == end or consumer.polls > 2000
+    return rig.run(until)
+
+
+def dead_letter_offsets(rig: Rig) -> list[int]:
+    return sorted(DeadLetterHeaders.from_kafka_headers(headers).source_offset
+                  for topic, _, _, headers in rig.producer.sent if topic == "dlq")
+
+
+def test_99_dead_letters_in_a_row_never_trip_the_consecutive_limit():
+    values, failing = runs_of_bad([99, 99, 99])
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True, fail_ids=failing),
+               max_poll_records=500, dlq_max_ratio=1.0)
+    outcome = run_released_slowly(rig, len(values))
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert rig.consumer.committed_now() == {P0: 300}
+    assert len(dead_letter_offsets(rig)) == 297
+
+
+def test_the_100th_dead_letter_in_a_row_is_refused_and_nothing_after_it_committed():
+    values, failing = runs_of_bad([99, 99, 150])
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True, fail_ids=failing),
+               max_poll_records=500, dlq_max_ratio=1.0)
+    outcome = run_released_slowly(rig, len(values))
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "100 consecutive" in outcome.message and "docs/0" in outcome.message
+    refused = 200 + 99  # the third run starts at offset 200
+    assert rig.consumer.committed_now() == {P0: refused}
+    letters = dead_letter_offsets(rig)
+    assert len(letters) == 99 * 3 and max(letters) == refused - 1  # none after the refused one
+
+
+def test_the_ratio_trips_at_half_of_the_last_1000_records_read_in_polls_of_500():
+    values = [doc(offset) for offset in range(500)] + [b"not json"] * 600
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True),
+               max_poll_records=500, dlq_max_consecutive=0)
+    outcome = run_released_slowly(rig, len(values), per_poll=50)
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "500 of the last 1000" in outcome.message
+    assert rig.consumer.committed_now() == {P0: 999}
+    assert len(dead_letter_offsets(rig)) == 499
+
+
+def test_partitions_are_judged_apart():
+    # 60 + 60 bad records in two partitions: 120 of the worker, but never 100 in a partition
+    rig = make({0: [b"junk"] * 60 + [doc(0)], 1: [b"junk"] * 60 + [doc(1)]},
+               max_poll_records=500, dlq_max_ratio=1.0)
+    outcome = rig.run(lambda c: c.polls > 20)
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert rig.consumer.committed_now() == {P0: 61, P1: 61}
