@@ -61,7 +61,9 @@ class StreamProcessor:
     3. new records enter the in-flight registry and the *backlog*, the records fetched and not yet
        taken by the first step; the backlog is submitted in order, and when a step is full
        (``MessageRejected``) the rest stays in it and every partition is paused (``poll()`` goes
-       on) until the backlog is empty;
+       on) until the backlog is empty; every partition is paused too while the records read and
+       not yet acknowledged weigh ``max_in_flight_bytes`` or more (the byte budget:
+       ``InFlightRegistry.bytes``);
     4. the chain is polled (results, acknowledgements, periodic commits);
     5. every half second: readiness, the oldest-in-flight gauge, and consumer lag;
     6. with nothing fetched, the loop sleeps on the wakeup event (set by engine results and
@@ -214,7 +216,8 @@ class StreamProcessor:
             self.request_stop(cause, ExitCode.DLQ_LIMIT)
 
     def _update_pause(self) -> None:
-        want = bool(self._backlog) or self._stop is not None
+        want = (bool(self._backlog) or self._stop is not None
+                or self._registry.bytes() >= self._settings.consumer.max_in_flight_bytes)
         if want == self._paused and not self._pause_dirty:
             return
         assignment = set(self._consumer.assignment() or ())

@@ -487,17 +487,23 @@ def runs_of_bad(runs: list[int]) -> tuple[list[bytes], set[str]]:
     return values, failing
 
 
+def committed(rig: Rig) -> dict[int, int]:
+    """The group's committed offsets on the broker (both delivery modes)."""
+    return rig.broker.committed_offsets("g", TOPIC)
+
+
 def run_released_slowly(rig: Rig, end: int, per_poll: int = 7):
     """Run until everything is committed; the engine finishes ``per_poll`` documents a poll."""
     def until(consumer):
         rig.engine.release(per_poll)
-        return rig.consumer.committed_now().get(P0) == end or consumer.polls > 2000
+        return committed(rig).get(0) == end or consumer.polls > 2000
     return rig.run(until)
 
 
 def dead_letter_offsets(rig: Rig) -> list[int]:
-    return sorted(DeadLetterHeaders.from_kafka_headers(headers).source_offset
-                  for topic, _, _, headers in rig.producer.sent if topic == "dlq")
+    """Source offsets of the dead letters on the broker (exactly-once: committed ones)."""
+    return sorted(DeadLetterHeaders.from_kafka_headers(record.headers).source_offset
+                  for record in rig.broker.records("dlq"))
 
 
 def test_99_dead_letters_in_a_row_never_trip_the_consecutive_limit():
@@ -506,19 +512,20 @@ def test_99_dead_letters_in_a_row_never_trip_the_consecutive_limit():
                max_poll_records=500, dlq_max_ratio=1.0)
     outcome = run_released_slowly(rig, len(values))
     assert outcome.exit_code == ExitCode.OK, outcome.message
-    assert rig.consumer.committed_now() == {P0: 300}
+    assert committed(rig) == {0: 300}
     assert len(dead_letter_offsets(rig)) == 297
 
 
-def test_the_100th_dead_letter_in_a_row_is_refused_and_nothing_after_it_committed():
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_the_100th_dead_letter_in_a_row_is_refused_and_nothing_after_it_committed(delivery):
     values, failing = runs_of_bad([99, 99, 150])
     rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True, fail_ids=failing),
-               max_poll_records=500, dlq_max_ratio=1.0)
+               max_poll_records=500, dlq_max_ratio=1.0, delivery=delivery)
     outcome = run_released_slowly(rig, len(values))
     assert outcome.exit_code == ExitCode.DLQ_LIMIT
     assert "100 consecutive" in outcome.message and "docs/0" in outcome.message
     refused = 200 + 99  # the third run starts at offset 200
-    assert rig.consumer.committed_now() == {P0: refused}
+    assert committed(rig) == {0: refused}
     letters = dead_letter_offsets(rig)
     assert len(letters) == 99 * 3 and max(letters) == refused - 1  # none after the refused one
 
@@ -530,7 +537,7 @@ def test_the_ratio_trips_at_half_of_the_last_1000_records_read_in_polls_of_500()
     outcome = run_released_slowly(rig, len(values), per_poll=50)
     assert outcome.exit_code == ExitCode.DLQ_LIMIT
     assert "500 of the last 1000" in outcome.message
-    assert rig.consumer.committed_now() == {P0: 999}
+    assert committed(rig) == {0: 999}
     assert len(dead_letter_offsets(rig)) == 499
 
 
@@ -540,4 +547,32 @@ def test_partitions_are_judged_apart():
                max_poll_records=500, dlq_max_ratio=1.0)
     outcome = rig.run(lambda c: c.polls > 20)
     assert outcome.exit_code == ExitCode.OK, outcome.message
-    assert rig.consumer.committed_now() == {P0: 61, P1: 61}
+    assert committed(rig) == {0: 61, 1: 61}
+
+
+def big_doc(i: int, size: int = 1000) -> bytes:
+    return orjson.dumps({"id": f"d{i}", "text": "fish " * (size // 5)})
+
+
+@pytest.mark.parametrize("budget", [4000, None])
+def test_the_byte_budget_pauses_fetching_until_acknowledgements_free_it(budget):
+    values = [big_doc(i) for i in range(20)]
+    size = len(values[0]) + len(b"k0")  # 1023 bytes a record
+    overrides = {} if budget is None else {"max_in_flight_bytes": budget}
+    rig = make({0: values}, engine=FakeEngine(auto=False), max_poll_records=2, **overrides)
+    rig.start(10)  # the engine holds every document: nothing is acknowledged
+    registry = rig.processor.registry
+    if budget is None:  # 64 MiB: the whole topic is read
+        assert registry.count() == 20 and rig.consumer.paused() == set()
+        return
+    # paused at the first poll that reached the budget, the records of that poll included
+    assert registry.count() == 4 and registry.bytes() == 4 * size  # two polls of two
+    assert rig.consumer.paused() == {P0}
+    rig.engine.release(4)  # labelled, sent, acknowledged: the budget is free again
+    rig.processor.run_once()
+    assert rig.consumer.paused() == set() and registry.bytes() == 0
+    rig.start(5)
+    assert rig.consumer.paused() == {P0} and registry.count() == 4  # the next four
+    assert len(rig.producer.sent) == 4
+    outcome = run_released_slowly(rig, 20, per_poll=20)
+    assert outcome.exit_code == ExitCode.OK and rig.consumer.committed_now() == {P0: 20}
