@@ -576,3 +576,25 @@ def test_the_byte_budget_pauses_fetching_until_acknowledgements_free_it(budget):
     assert len(rig.producer.sent) == 4
     outcome = run_released_slowly(rig, 20, per_poll=20)
     assert outcome.exit_code == ExitCode.OK and rig.consumer.committed_now() == {P0: 20}
+
+
+def test_a_poll_asks_for_no_more_records_than_the_byte_budget_has_room_for():
+    values = [big_doc(i) for i in range(50)]
+    size = len(values[0]) + len(b"k0")  # 1023 bytes a record
+    rig = make({0: values}, engine=FakeEngine(auto=False), max_poll_records=500,
+               max_in_flight_bytes=10_000)
+    asked = []
+    real_poll = rig.consumer.poll
+
+    def poll(timeout_ms=0, max_records=500):
+        asked.append(max_records)
+        return real_poll(timeout_ms, max_records)
+
+    rig.consumer.poll = poll
+    rig.start(10)  # nothing acknowledged
+    # first poll: room for no record of max_message_bytes (1 MiB): one; then (10,000 - 1023) //
+    # 1023 = 8; then room for none: one, which reaches the budget
+    assert asked[:3] == [1, 8, 1]
+    registry = rig.processor.registry
+    assert registry.count() == 10 and 10_000 <= registry.bytes() < 10_000 + size
+    assert rig.consumer.paused() == {P0}
