@@ -17,7 +17,8 @@ class ClassifyStep:
     results on: a labelled document to ``next_step`` (produce), one the engine could not score
     to ``failed`` (dead letters); cancelled ones are dropped. Results come back in any order.
 
-    Its capacity is the worker's one capacity knob, ``max_in_flight``: the documents it holds
+    Its capacity is the worker's capacity knob in documents, ``max_in_flight`` (the processor
+    keeps the other, ``max_in_flight_bytes``): the documents it holds
     (:meth:`outstanding`: buffered for the engine, queued, tokenized, batched, being scored,
     finished but not yet taken by the next step). At that bound ``submit`` raises
     ``MessageRejected`` and the processor pauses fetching.
