@@ -3,6 +3,7 @@ without the byte budget (``max_in_flight_bytes``).
 
     flock -x /tmp/eurovoc-cpu.lock python bench/memory_budget.py [--documents 256]
         [--document-bytes 1000000] [--budgets-mib none,64] [--batch-delay-s 2]
+        [--compression none]
 
 For each budget (``none``: 1 TiB, i.e. only ``max_in_flight`` bounds the worker): fresh topics
 (3 input partitions) on a private local broker (``deploy/local/kafka.sh``), one worker (a tiny
@@ -10,7 +11,8 @@ random checkpoint, every model batch slowed by ``--batch-delay-s`` through
 ``tests.integration.slow_worker`` so that fetched documents pile up as behind a real model),
 ``max_in_flight`` 256. Once it holds its partitions and idled, its RSS is sampled for 2 s: the
 baseline (median). Then ``--documents`` documents of ``--document-bytes`` each (random words;
-gzip-compressed by their producer, as a bulk loader would) are published, and the worker's RSS
+``--compression``: none by default, because kafka-python's gzip producer is slower than the
+worker, so nothing would pile up) are published as fast as the producer can, and the worker's RSS
 (``VmRSS`` of ``/proc/PID/status``, every 20 ms) and its ``eurovoc_in_flight_documents`` gauge are
 sampled until every record is committed.
 
@@ -123,10 +125,15 @@ def run_budget(args, broker: LocalBroker, model: Path, budget: int, documents) -
         time.sleep(2)
         baseline = statistics.median(sampler.mark())
         started = time.monotonic()
-        producing = threading.Thread(target=produce_messages, args=(
-            broker.bootstrap, topic, documents), kwargs={
-            "compression_type": "gzip", "max_request_size": 4 * MIB, "linger_ms": 20},
-            daemon=True)
+        produced: list[float] = []
+
+        def produce() -> None:
+            produce_messages(broker.bootstrap, topic, documents, flush_timeout_s=args.timeout_s,
+                             compression_type=None if args.compression == "none"
+                             else args.compression, max_request_size=4 * MIB, linger_ms=20)
+            produced.append(time.monotonic() - started)
+
+        producing = threading.Thread(target=produce, daemon=True)
         producing.start()
         in_flight_peak, done = 0.0, False
         deadline = started + args.timeout_s
@@ -151,6 +158,7 @@ def run_budget(args, broker: LocalBroker, model: Path, budget: int, documents) -
         "max_in_flight_bytes": None if budget == NO_BUDGET else budget,
         "all_committed": done,
         "seconds": round(elapsed, 1),
+        "produced_in_s": round(produced[0], 1) if produced else None,
         "baseline_rss_mib": round(baseline / MIB, 1),
         "peak_rss_mib": round(peak / MIB, 1),
         "peak_above_baseline_mib": round((peak - baseline) / MIB, 1),
@@ -170,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-delay-s", type=float, default=2.0)
     parser.add_argument("--max-batch-size", type=int, default=16)
     parser.add_argument("--timeout-s", type=float, default=600)
+    parser.add_argument("--compression", default="none",
+                        choices=["none", "gzip", "snappy", "lz4", "zstd"])
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--output", type=Path, default=RESULTS / "memory_budget.json")
     args = parser.parse_args(argv)
@@ -204,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             "batch_delay_s": args.batch_delay_s, "max_batch_size": args.max_batch_size,
             "fetch": "defaults: fetch_max_bytes 16 MiB, max_partition_fetch_bytes 1 MiB, "
                      "max_poll_records 500",
-            "producer_compression": "gzip",
+            "producer_compression": args.compression,
             "model": "tiny random BERT (tests/tiny_checkpoint.py)",
             "machine": f"{platform.processor() or platform.machine()}, "
                        f"{os.cpu_count()} CPUs",
