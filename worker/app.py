@@ -107,8 +107,10 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     ``max_request_size``)."""
     wakeup = threading.Event()
     engine.on_results = wakeup.set
-    registry = InFlightRegistry(metrics)
     letters = settings.dead_letters
+    policy = DlqPolicy(max_consecutive=letters.dlq_max_consecutive,
+                       max_ratio=letters.dlq_max_ratio, window=letters.dlq_ratio_window)
+    registry = InFlightRegistry(metrics, on_drop=policy.forget)
     interval_s = settings.consumer.commit_interval_ms / 1000
     timeout_s = settings.consumer.commit_timeout_s
     if settings.exactly_once:
@@ -129,8 +131,6 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
             max_buffer_bytes=settings.producer.producer_buffer_bytes, wakeup=wakeup,
             progress=progress,
         )
-    policy = DlqPolicy(max_consecutive=letters.dlq_max_consecutive,
-                       max_ratio=letters.dlq_max_ratio, window=letters.dlq_ratio_window)
     dead_letters = DeadLetterStep(
         produce, policy, registry, topic=settings.kafka.dlq_topic,
         worker_id=settings.operations.worker_id, max_value_bytes=letters.dlq_max_value_bytes,
@@ -138,7 +138,7 @@ def build_processor(settings: WorkerSettings, *, engine, consumer, producer,
     )
     classify = ClassifyStep(
         engine, produce, dead_letters, max_in_flight=settings.engine.max_in_flight,
-        wakeup=wakeup, progress=progress, on_labelled=policy.record_ok,
+        wakeup=wakeup, progress=progress, on_labelled=dead_letters.labelled,
     )
     decode = DecodeStep(classify, dead_letters, settings.consumer.max_message_bytes)
     chain = Chain(first=decode, commit=commit, dead_letters=dead_letters)

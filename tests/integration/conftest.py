@@ -20,12 +20,14 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def topics(kafka_bootstrap: str):
-    """An input topic and its ``-out`` / ``-dlq`` topics, 3 partitions each."""
+def topics(kafka_bootstrap: str, request: pytest.FixtureRequest):
+    """An input topic and its ``-out`` / ``-dlq`` topics, 3 partitions each (or as many as an
+    indirect parametrization says: ``@pytest.mark.parametrize("topics", [1], indirect=True)``).
+    """
     name = f"worker-{uuid.uuid4().hex}"
     names = [name, f"{name}-out", f"{name}-dlq"]
     for topic in names:
-        create_topic(kafka_bootstrap, topic, 3)
+        create_topic(kafka_bootstrap, topic, getattr(request, "param", 3))
     yield name
     try:
         with admin_client(kafka_bootstrap) as admin:

@@ -1,7 +1,7 @@
 """The in-flight registry: every consumed record, in offset order, until it is committed."""
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from kafka import TopicPartition
 
@@ -12,10 +12,13 @@ from worker.runtime.metrics import WorkerMetrics
 class _Partition:
     """One partition's items in offset order, what of them was acknowledged, and its offsets."""
 
-    __slots__ = ("items", "acked", "watermark", "committed", "first_offset", "unacked")
+    __slots__ = ("items", "acked", "watermark", "committed", "first_offset", "unacked",
+                 "unsettled", "outcomes")
 
     def __init__(self) -> None:
         self.items: deque[WorkItem] = deque()  # in offset order
+        self.unsettled: deque[WorkItem] = deque()  # in offset order, outcome not yet settled
+        self.outcomes: dict[int, bool] = {}  # known outcomes (dead letter?) waiting their turn
         self.acked: set[int] = set()  # offsets acknowledged (or abandoned: see abandon())
         self.watermark: int | None = None  # the committable offset
         self.committed: int | None = None  # the last offset committed by this worker
@@ -35,15 +38,21 @@ class InFlightRegistry:
 
     Each record's outcome (produced, or dead-lettered with a reason) is counted here, once, when
     it is acknowledged (exactly-once: when its transaction commits); a record of a revoked or
-    lost partition is cancelled and never counted.
+    lost partition is cancelled and never counted. Outcomes are also *settled* in offset order
+    (:meth:`settle`), which is what the dead-letter limit judges. The raw bytes of every record
+    read and not yet acknowledged (:meth:`bytes`) are the processor's byte budget
+    (``max_in_flight_bytes``).
 
     Only the processor's thread uses the registry (the engine only reads ``WorkItem.cancelled``).
     """
 
-    def __init__(self, metrics: WorkerMetrics) -> None:
+    def __init__(self, metrics: WorkerMetrics,
+                 on_drop: Callable[[list[TopicPartition]], None] | None = None) -> None:
         self._metrics = metrics
+        self._on_drop = on_drop  # told the partitions forgotten (the dead-letter limit's counts)
         self._partitions: dict[TopicPartition, _Partition] = {}
         self._count = 0
+        self._bytes = 0
 
     # -- records in ---------------------------------------------------------------------------
 
@@ -61,10 +70,28 @@ class InFlightRegistry:
         if state.first_offset is None:
             state.first_offset = offset
         state.items.append(item)
+        state.unsettled.append(item)
         state.unacked += 1
         self._count += 1
+        self._bytes += record_bytes(item)
 
     # -- outcomes -----------------------------------------------------------------------------
+
+    def settle(self, item: WorkItem, dead_letter: bool) -> list[tuple[WorkItem, bool]]:
+        """``item``'s outcome is known (labelled, or ``dead_letter``): return the records of its
+        partition whose outcomes are now settled in offset order, each with whether it is a dead
+        letter: ``item`` and the ones after it that waited for it, or nothing while a record
+        before it is still undecided. Each record is returned once (nothing for a cancelled
+        one)."""
+        state = self._state_of(item)
+        if state is None or item.cancelled:
+            return []
+        state.outcomes[item.source.offset] = dead_letter
+        settled, waiting, outcomes = [], state.unsettled, state.outcomes
+        while waiting and waiting[0].source.offset in outcomes:
+            head = waiting.popleft()
+            settled.append((head, outcomes.pop(head.source.offset)))
+        return settled
 
     def acknowledged(self, item: WorkItem, now: float, *, count: bool = True) -> bool:
         """The broker acknowledged the item's output or dead letter (exactly-once: the
@@ -82,6 +109,7 @@ class InFlightRegistry:
         state.acked.add(offset)
         state.unacked -= 1
         self._count -= 1
+        self._bytes -= record_bytes(item)
         item.enter(Stage.COMMIT)
         if count:
             self.count_outcome(item, now)
@@ -105,22 +133,27 @@ class InFlightRegistry:
             item.cancelled = True
             state.unacked -= 1
             self._count -= 1
+            self._bytes -= record_bytes(item)
 
     # -- partitions -----------------------------------------------------------------------------
 
     def drop(self, partitions: Iterable[TopicPartition]) -> int:
         """Forget partitions (revoked or lost): their unfinished items are cancelled, never
         committed here. Returns how many unfinished items were dropped."""
-        dropped = 0
+        dropped, forgotten = 0, []
         for partition in partitions:
             state = self._partitions.pop(partition, None)
             if state is None:
                 continue
+            forgotten.append(partition)
             for item in state.items:
                 if not item.cancelled and item.source.offset not in state.acked:
                     dropped += 1
+                    self._bytes -= record_bytes(item)
                 item.cancelled = True
             self._count -= state.unacked
+        if forgotten and self._on_drop is not None:
+            self._on_drop(forgotten)
         return dropped
 
     def committable(self, partitions: Iterable[TopicPartition] | None = None
@@ -154,6 +187,10 @@ class InFlightRegistry:
             return self._count
         return sum(self._partitions[p].unacked for p in partitions if p in self._partitions)
 
+    def bytes(self) -> int:
+        """Raw bytes (keys, values, headers) of the items read and not yet acknowledged."""
+        return self._bytes
+
     def committed(self, partition: TopicPartition) -> int | None:
         """The last offset this worker committed in ``partition`` (None: none yet)."""
         state = self._partitions.get(partition)
@@ -185,3 +222,13 @@ class InFlightRegistry:
     def _state_of(self, item: WorkItem) -> _Partition | None:
         source = item.source
         return self._partitions.get(TopicPartition(source.topic, source.partition))
+
+
+def record_bytes(item: WorkItem) -> int:
+    """What a record read weighs in the byte budget: its key, value and headers (raw bytes).
+    Only the registry releases ``value`` and the key and headers never change, so the weight
+    counted in is the weight counted out."""
+    size = len(item.key or b"") + len(item.value or b"")
+    for name, value in item.headers or ():
+        size += len(name) + len(value or b"")
+    return size

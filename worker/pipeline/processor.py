@@ -11,7 +11,7 @@ from schemas.labels import SourceRef
 from worker.exit_codes import ExitCode
 from worker.inference.requests import EngineFailed
 from worker.kafka.clients import is_cooperative
-from worker.pipeline.in_flight import InFlightRegistry
+from worker.pipeline.in_flight import InFlightRegistry, record_bytes
 from worker.pipeline.progress import Event, Progress
 from worker.pipeline.rebalance import QueueingRebalanceListener, Rebalancer
 from worker.pipeline.steps.base import MessageRejected, Step
@@ -61,7 +61,10 @@ class StreamProcessor:
     3. new records enter the in-flight registry and the *backlog*, the records fetched and not yet
        taken by the first step; the backlog is submitted in order, and when a step is full
        (``MessageRejected``) the rest stays in it and every partition is paused (``poll()`` goes
-       on) until the backlog is empty;
+       on) until the backlog is empty; every partition is paused too while the records read and
+       not yet acknowledged weigh ``max_in_flight_bytes`` or more (the byte budget:
+       ``InFlightRegistry.bytes``), and a poll asks for no more records than the budget has
+       room for at the size of the largest of the last poll;
     4. the chain is polled (results, acknowledgements, periodic commits);
     5. every half second: readiness, the oldest-in-flight gauge, and consumer lag;
     6. with nothing fetched, the loop sleeps on the wakeup event (set by engine results and
@@ -111,6 +114,9 @@ class StreamProcessor:
         self._next_lag = 0.0
         self.lag = 0
         self._lag_unknown = 0
+        # bytes, of the largest record of the last poll; before the first one the largest
+        # record the worker accepts
+        self._largest_record = settings.consumer.max_message_bytes
 
     # -- control -----------------------------------------------------------------------------
 
@@ -162,8 +168,7 @@ class StreamProcessor:
         now = self._clock()
         self._health.tick(now)
         self._wakeup.clear()
-        records = self._consumer.poll(timeout_ms=0, max_records=self._settings.consumer
-                                      .max_poll_records)
+        records = self._consumer.poll(timeout_ms=0, max_records=self._poll_size())
         if self._listener.has_events() and self._rebalancer.handle(self._listener.drain()):
             self._pause_dirty = True
             self._progress.mark(Event.ASSIGNMENT)
@@ -179,9 +184,17 @@ class StreamProcessor:
         if not records or self._paused:
             self._wakeup.wait(self._settings.consumer.poll_timeout_ms / 1000)
 
+    def _poll_size(self) -> int:
+        """``max_records`` of the next poll: ``max_poll_records``, or fewer where the byte budget
+        has room for fewer records the size of the largest of the last poll (before the first:
+        of ``max_message_bytes``), so that one poll does not overshoot the budget."""
+        consumer = self._settings.consumer
+        room = consumer.max_in_flight_bytes - self._registry.bytes()
+        return max(1, min(consumer.max_poll_records, room // self._largest_record))
+
     def _take(self, records: dict, now: float) -> None:
         registry, backlog = self._registry, self._backlog
-        consumed = 0
+        consumed = largest = 0
         for tp, batch in records.items():
             topic, partition = tp
             for record in batch:
@@ -190,7 +203,9 @@ class StreamProcessor:
                 item = WorkItem(source, now, record.key, record.value, headers=record.headers)
                 registry.add(tp, item)
                 backlog.append(item)
+                largest = max(largest, record_bytes(item))
             consumed += len(batch)
+        self._largest_record = max(1, largest)
         self._metrics.consumed.inc(consumed)
         self._progress.mark(Event.FETCH)
 
@@ -214,7 +229,8 @@ class StreamProcessor:
             self.request_stop(cause, ExitCode.DLQ_LIMIT)
 
     def _update_pause(self) -> None:
-        want = bool(self._backlog) or self._stop is not None
+        want = (bool(self._backlog) or self._stop is not None
+                or self._registry.bytes() >= self._settings.consumer.max_in_flight_bytes)
         if want == self._paused and not self._pause_dirty:
             return
         assignment = set(self._consumer.assignment() or ())

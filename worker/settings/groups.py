@@ -121,6 +121,14 @@ class ConsumerSettings(BaseModel):
         "At most dlq_max_value_bytes, and the dead-letter topic must hold it with a dead "
         "letter's key and headers (checked at start-up).",
     )
+    max_in_flight_bytes: int = Field(
+        default=64 * MIB,
+        ge=1024,
+        description="The second capacity knob: raw bytes (keys, values, headers) of the records "
+        "read and not yet acknowledged (backlog, engine, unacknowledged outputs and dead "
+        "letters). At this bound the worker pauses its partitions, as at max_in_flight; one "
+        "poll() may overshoot it by what kafka-python had fetched (see docs/reliability.md).",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> "ConsumerSettings":

@@ -142,3 +142,36 @@ def test_the_oldest_unacknowledged_item(metrics):
     registry.acknowledged(later[0], 1.0)
     registry.acknowledged(items[0], 1.0)
     assert registry.oldest() is items[1]
+
+
+def test_outcomes_settle_once_in_offset_order(metrics):
+    registry = InFlightRegistry(metrics)
+    items = track(registry, A, 0, 1, 2, 3)
+    other = track(registry, B, 0)
+    assert registry.settle(items[2], True) == []  # 0 and 1 undecided: 2 waits
+    assert registry.settle(items[1], False) == []
+    assert registry.settle(other[0], True) == [(other[0], True)]  # another partition: at once
+    assert registry.settle(items[0], False) == [
+        (items[0], False), (items[1], False), (items[2], True)]
+    assert registry.settle(items[3], True) == [(items[3], True)]
+    registry.drop([A])
+    assert registry.settle(items[3], True) == []  # cancelled: nothing
+
+
+def test_the_bytes_read_and_not_acknowledged(metrics):
+    forgotten = []
+    registry = InFlightRegistry(metrics, on_drop=forgotten.extend)
+    items = {}
+    for offset, (key, value, headers) in enumerate([
+            (b"k", b"x" * 100, None), (None, b"y" * 50, [("replay.count", b"1")]),
+            (b"kk", None, [("h", None)]), (None, b"z" * 10, None)]):
+        items[offset] = WorkItem(SourceRef(topic="t", partition=0, offset=offset), 0.0,
+                                 key, value, headers=headers)
+        registry.add(A, items[offset])
+    assert registry.bytes() == 101 + 50 + 13 + 3 + 10
+    registry.acknowledged(items[0], 1.0)
+    assert registry.bytes() == 50 + 13 + 3 + 10
+    registry.abandon(items[3])
+    assert registry.bytes() == 50 + 13 + 3
+    assert registry.drop([A, B]) == 2 and registry.bytes() == 0
+    assert forgotten == [A]  # only partitions it held

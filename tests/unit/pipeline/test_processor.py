@@ -452,3 +452,149 @@ def test_consumer_lag_counts_from_the_last_commit_else_the_first_offset_read():
     assert rig.processor.registry.committed(P0) == 5
     rig.processor.update_lag(lookup_positions=False)
     assert rig.metric("eurovoc_consumer_lag", topic=TOPIC, partition="0") == 5
+
+
+def one_bad_in_three(count: int) -> list[bytes]:
+    """Offsets 2, 5, 8, ... are not JSON: one bad record in three, never two in a row."""
+    return [b"not json" if offset % 3 == 2 else doc(offset) for offset in range(count)]
+
+
+def test_a_backlog_of_one_bad_record_in_three_read_in_polls_of_500_never_trips():
+    # issue 17: decoding dead-letters at once what the engine labels later, so counting outcomes
+    # as they came made 99 dead letters "consecutive" and stopped the worker with exit 3.
+    rig = make({0: one_bad_in_three(600)}, max_poll_records=500)
+    outcome = rig.run(lambda c: rig.consumer.committed_now().get(P0) == 600 or c.polls > 500)
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert rig.consumer.committed_now() == {P0: 600}
+    assert rig.metric("eurovoc_documents_dead_lettered_total", reason="not_json") == 200
+    assert len(rig.outputs()) == 400
+
+
+def runs_of_bad(runs: list[int]) -> tuple[list[bytes], set[str]]:
+    """Runs of that many bad records, each run followed by one good document: the bad ones
+    alternate between not JSON (dead-lettered at decoding, at once) and documents the engine
+    fails (dead-lettered when their result comes). Returns the values and the failing ids."""
+    values, failing = [], set()
+    for run in runs:
+        for index in range(run):
+            offset = len(values)
+            if index % 2:
+                values.append(b"not json")
+            else:
+                values.append(doc(offset))
+                failing.add(f"d{offset}")
+        values.append(doc(len(values)))
+    return values, failing
+
+
+def committed(rig: Rig) -> dict[int, int]:
+    """The group's committed offsets on the broker (both delivery modes)."""
+    return rig.broker.committed_offsets("g", TOPIC)
+
+
+def run_released_slowly(rig: Rig, end: int, per_poll: int = 7):
+    """Run until everything is committed; the engine finishes ``per_poll`` documents a poll."""
+    def until(consumer):
+        rig.engine.release(per_poll)
+        return committed(rig).get(0) == end or consumer.polls > 2000
+    return rig.run(until)
+
+
+def dead_letter_offsets(rig: Rig) -> list[int]:
+    """Source offsets of the dead letters on the broker (exactly-once: committed ones)."""
+    return sorted(DeadLetterHeaders.from_kafka_headers(record.headers).source_offset
+                  for record in rig.broker.records("dlq"))
+
+
+def test_99_dead_letters_in_a_row_never_trip_the_consecutive_limit():
+    values, failing = runs_of_bad([99, 99, 99])
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True, fail_ids=failing),
+               max_poll_records=500, dlq_max_ratio=1.0)
+    outcome = run_released_slowly(rig, len(values))
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert committed(rig) == {0: 300}
+    assert len(dead_letter_offsets(rig)) == 297
+
+
+@pytest.mark.parametrize("delivery", ["at-least-once", "exactly-once"])
+def test_the_100th_dead_letter_in_a_row_is_refused_and_nothing_after_it_committed(delivery):
+    values, failing = runs_of_bad([99, 99, 150])
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True, fail_ids=failing),
+               max_poll_records=500, dlq_max_ratio=1.0, delivery=delivery)
+    outcome = run_released_slowly(rig, len(values))
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "100 consecutive" in outcome.message and "docs/0" in outcome.message
+    refused = 200 + 99  # the third run starts at offset 200
+    assert committed(rig) == {0: refused}
+    letters = dead_letter_offsets(rig)
+    assert len(letters) == 99 * 3 and max(letters) == refused - 1  # none after the refused one
+
+
+def test_the_ratio_trips_at_half_of_the_last_1000_records_read_in_polls_of_500():
+    values = [doc(offset) for offset in range(500)] + [b"not json"] * 600
+    rig = make({0: values}, engine=FakeEngine(auto=False, reverse=True),
+               max_poll_records=500, dlq_max_consecutive=0)
+    outcome = run_released_slowly(rig, len(values), per_poll=50)
+    assert outcome.exit_code == ExitCode.DLQ_LIMIT
+    assert "500 of the last 1000" in outcome.message
+    assert committed(rig) == {0: 999}
+    assert len(dead_letter_offsets(rig)) == 499
+
+
+def test_partitions_are_judged_apart():
+    # 60 + 60 bad records in two partitions: 120 of the worker, but never 100 in a partition
+    rig = make({0: [b"junk"] * 60 + [doc(0)], 1: [b"junk"] * 60 + [doc(1)]},
+               max_poll_records=500, dlq_max_ratio=1.0)
+    outcome = rig.run(lambda c: c.polls > 20)
+    assert outcome.exit_code == ExitCode.OK, outcome.message
+    assert committed(rig) == {0: 61, 1: 61}
+
+
+def big_doc(i: int, size: int = 1000) -> bytes:
+    return orjson.dumps({"id": f"d{i}", "text": "fish " * (size // 5)})
+
+
+@pytest.mark.parametrize("budget", [4000, None])
+def test_the_byte_budget_pauses_fetching_until_acknowledgements_free_it(budget):
+    values = [big_doc(i) for i in range(20)]
+    size = len(values[0]) + len(b"k0")  # 1023 bytes a record
+    overrides = {} if budget is None else {"max_in_flight_bytes": budget}
+    rig = make({0: values}, engine=FakeEngine(auto=False), max_poll_records=2, **overrides)
+    rig.start(10)  # the engine holds every document: nothing is acknowledged
+    registry = rig.processor.registry
+    if budget is None:  # 64 MiB: the whole topic is read
+        assert registry.count() == 20 and rig.consumer.paused() == set()
+        return
+    # paused at the first poll that reached the budget, the records of that poll included
+    assert registry.count() == 4 and registry.bytes() == 4 * size  # two polls of two
+    assert rig.consumer.paused() == {P0}
+    rig.engine.release(4)  # labelled, sent, acknowledged: the budget is free again
+    rig.processor.run_once()
+    assert rig.consumer.paused() == set() and registry.bytes() == 0
+    rig.start(5)
+    assert rig.consumer.paused() == {P0} and registry.count() == 4  # the next four
+    assert len(rig.producer.sent) == 4
+    outcome = run_released_slowly(rig, 20, per_poll=20)
+    assert outcome.exit_code == ExitCode.OK and rig.consumer.committed_now() == {P0: 20}
+
+
+def test_a_poll_asks_for_no_more_records_than_the_byte_budget_has_room_for():
+    values = [big_doc(i) for i in range(50)]
+    size = len(values[0]) + len(b"k0")  # 1023 bytes a record
+    rig = make({0: values}, engine=FakeEngine(auto=False), max_poll_records=500,
+               max_in_flight_bytes=10_000)
+    asked = []
+    real_poll = rig.consumer.poll
+
+    def poll(timeout_ms=0, max_records=500):
+        asked.append(max_records)
+        return real_poll(timeout_ms, max_records)
+
+    rig.consumer.poll = poll
+    rig.start(10)  # nothing acknowledged
+    # first poll: room for no record of max_message_bytes (1 MiB): one; then (10,000 - 1023) //
+    # 1023 = 8; then room for none: one, which reaches the budget
+    assert asked[:3] == [1, 8, 1]
+    registry = rig.processor.registry
+    assert registry.count() == 10 and 10_000 <= registry.bytes() < 10_000 + size
+    assert rig.consumer.paused() == {P0}

@@ -17,10 +17,15 @@ class ClassifyStep:
     results on: a labelled document to ``next_step`` (produce), one the engine could not score
     to ``failed`` (dead letters); cancelled ones are dropped. Results come back in any order.
 
-    Its capacity is the worker's one capacity knob, ``max_in_flight``: the documents it holds
+    Its capacity is the worker's capacity knob in documents, ``max_in_flight`` (the processor
+    keeps the other, ``max_in_flight_bytes``): the documents it holds
     (:meth:`outstanding`: buffered for the engine, queued, tokenized, batched, being scored,
     finished but not yet taken by the next step). At that bound ``submit`` raises
     ``MessageRejected`` and the processor pauses fetching.
+
+    ``on_labelled`` is told each labelled item once it was handed on (the dead-letter limit
+    judges outcomes: ``DeadLetterStep.labelled``); ``poll`` polls ``failed`` too, which sends the
+    dead letters judged meanwhile.
     """
 
     def __init__(
@@ -32,7 +37,7 @@ class ClassifyStep:
         max_in_flight: int,
         wakeup: threading.Event,
         progress: Progress | None = None,
-        on_labelled: Callable[[], None] | None = None,
+        on_labelled: Callable[[WorkItem], None] | None = None,
     ) -> None:
         self._feeder = EngineFeeder(engine, max_in_flight)
         self._next = next_step
@@ -67,6 +72,7 @@ class ClassifyStep:
             self._hand_on()
         except MessageRejected:
             pass  # the next step is full: the item stays first in line until its poll frees room
+        self._failed.poll()
         self._next.poll()
 
     def _hand_on(self) -> None:
@@ -80,7 +86,7 @@ class ClassifyStep:
                     item.enter(Stage.PRODUCE)
                     self._next.submit(item)
                     if self._on_labelled is not None:
-                        self._on_labelled()
+                        self._on_labelled(item)
             ready.popleft()
 
     def join(self, timeout: float | None) -> None:

@@ -1,9 +1,11 @@
 """Dead-letter step: a record that cannot be labelled becomes a dead letter for the produce step."""
 
 import hashlib
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from kafka import TopicPartition
 from kafka.record.default_records import DefaultRecordBatchBuilder
 
 from schemas.dead_letter import (
@@ -15,7 +17,7 @@ from schemas.dead_letter import (
 )
 from worker.pipeline.dlq_policy import DlqPolicy
 from worker.pipeline.in_flight import InFlightRegistry
-from worker.pipeline.steps.base import Step
+from worker.pipeline.steps.base import MessageRejected, Step
 from worker.pipeline.work_items import Output, Stage, WorkItem
 
 
@@ -122,12 +124,17 @@ class DeadLetterStep:
     Rejections come from the decode step (not UTF-8, not JSON, schema, empty, too large) and from
     the classify step (inference failed). A record that was replayed from the dead-letter topic
     (``eurovoc-worker replay-dlq``) carries its ``replay.count`` into its new dead letter, so that
-    replay can stop a record that keeps failing. Each record is counted once by the dead-letter
-    limit (:class:`~worker.pipeline.dlq_policy.DlqPolicy`), at its final outcome: here when it is
-    dead-lettered, by the classify step when it was labelled. The record that would break the
-    limit is not sent: it and every later rejection are abandoned (never finished, never
-    committed) and ``limit_reached`` names the cause, on which the processor stops with exit
-    code 3 after finishing the work before it.
+    replay can stop a record that keeps failing.
+
+    The dead-letter limit (:class:`~worker.pipeline.dlq_policy.DlqPolicy`) judges each record
+    once, in its partition's offset order, when its outcome is known: a rejection here
+    (:meth:`submit`), a label through :meth:`labelled` (the classify step's hook). The registry
+    settles the outcomes in offset order (``InFlightRegistry.settle``), so a dead letter waits
+    until every record before it in its partition is decided, and is sent only once judged.
+    The dead letter that would break the limit is not sent: it and every later one are
+    abandoned (never finished, never committed) and ``limit_reached`` names the cause, on which
+    the processor stops with exit code 3 after finishing the work before it. Judged dead letters
+    the produce step has no room for wait here, in order, and go on from :meth:`poll`.
     """
 
     def __init__(
@@ -148,12 +155,13 @@ class DeadLetterStep:
         self._worker_id = worker_id
         self._max_value_bytes = max_value_bytes
         self._max_record_bytes = max_record_bytes
+        self._judged: deque[WorkItem] = deque()  # dead letters judged, not yet taken by produce
         self.limit_reached: str | None = None
 
     def submit(self, item: WorkItem) -> None:
+        """Take a rejected item: its dead letter is built now and sent once judged (never
+        raises ``MessageRejected``)."""
         rejection = item.rejection
-        if self.limit_reached is None:
-            self.limit_reached = self._policy.check(rejection.error_type.value)
         if self.limit_reached is not None:
             self._registry.abandon(item)
             return
@@ -167,15 +175,44 @@ class DeadLetterStep:
                 max_record_bytes=self._max_record_bytes,
             )
             item.output = Output(self._topic, letter.key, letter.value, letter.headers)
-        item.enter(Stage.PRODUCE)
-        self._produce.submit(item)  # MessageRejected: nothing recorded, the same item comes back
-        self._policy.record_dead_letter(rejection.error_type.value)
+        self._settle(item, dead_letter=True)
+
+    def labelled(self, item: WorkItem) -> None:
+        """``item`` was labelled (and handed to the produce step): judge it, and the dead letters
+        after it in its partition that waited for it."""
+        self._settle(item, dead_letter=False)
+
+    def _settle(self, item: WorkItem, dead_letter: bool) -> None:
+        for settled, is_dead_letter in self._registry.settle(item, dead_letter):
+            source = settled.source
+            partition = TopicPartition(source.topic, source.partition)
+            if not is_dead_letter:
+                self._policy.judge(partition, None)
+                continue
+            if self.limit_reached is None:
+                self.limit_reached = self._policy.judge(
+                    partition, settled.rejection.error_type.value)
+            if self.limit_reached is not None:
+                self._registry.abandon(settled)
+                continue
+            settled.enter(Stage.PRODUCE)
+            self._judged.append(settled)
+        self.poll()
 
     def poll(self) -> None:
-        """Nothing of its own: it hands every item on in ``submit``."""
+        """Hand the judged dead letters to the produce step, in order, while it has room."""
+        judged = self._judged
+        try:
+            while judged:
+                if not judged[0].cancelled:
+                    self._produce.submit(judged[0])
+                judged.popleft()
+        except MessageRejected:
+            pass  # the first one stays first; the next poll tries it again
 
     def join(self, timeout: float | None) -> None:
         """Nothing of its own to wait for (the produce step is joined by the main chain)."""
 
     def close(self) -> None:
-        """Nothing to release."""
+        """Forget the judged dead letters not yet sent (they stay uncommitted)."""
+        self._judged.clear()
