@@ -87,7 +87,8 @@ class EngineSettings(BaseModel):
     max_in_flight: int = Field(
         default=256,
         ge=1,
-        description="The one capacity knob: documents the model stage holds (queued, "
+        description="The capacity knob in documents (max_in_flight_bytes is the one in bytes): "
+        "documents the model stage holds (queued, "
         "tokenized, batched, being scored, scored but not yet handed on). At this bound the "
         "Kafka worker pauses its partitions (polling goes on) until there is room again.",
     )
